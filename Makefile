@@ -1,0 +1,41 @@
+# Entry points; README.md explains them. Build caches live outside the clone.
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: venv controlplane cluster-up cluster-down demo lint test test-unit bench crd
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+controlplane:
+	hack/build-controlplane
+
+cluster-up: controlplane
+	hack/cluster up
+
+cluster-down:
+	hack/cluster down
+
+demo: venv controlplane
+	hack/demo
+
+lint: venv
+	$(BIN)/ruff check operator tests hack bench
+	$(BIN)/mypy
+
+test-unit: venv
+	$(BIN)/pytest tests/unit
+
+# The whole suite: lint, unit, and e2e against the local control plane
+# (started by the test session when it is not already running).
+test: venv controlplane lint
+	$(BIN)/pytest
+
+crd: venv
+	$(BIN)/agent-operator crd > crds/agentdeployments.agents.dev.yaml
+	cp crds/agentdeployments.agents.dev.yaml charts/agent-operator/crds/

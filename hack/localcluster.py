@@ -1,0 +1,431 @@
+"""A local Kubernetes control plane on loopback: etcd, kube-apiserver and
+kube-controller-manager from the multi-call binary that
+`hack/build-controlplane` builds from the upstream Go modules.
+
+Standard library only, so `hack/cluster` runs before any virtualenv exists.
+The pytest fixtures import this module; nothing shells out to `hack/cluster`.
+
+Layout of the data directory (default `.cluster/` at the repository root):
+
+    bin/            kubectl, etcd, kube-apiserver, kube-controller-manager
+                    (symlinks to the multi-call binary)
+    pki/            CA, serving cert, service-account key pair, tokens
+    etcd/           etcd data (survives an apiserver restart)
+    logs/           one log file per process
+    state.json      ports and process ids of the running cluster
+    kubeconfig      admin credential (system:masters)
+    operator.kubeconfig  the operator's identity (user agent-operator)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_DIR = REPO / ".cluster"
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
+# Stop order: the apiserver's etcd client keeps retrying if etcd goes first.
+STOP_ORDER = ("kube-controller-manager", "kube-apiserver", "etcd")
+
+# Logs every request that changes something, so tests can count an
+# operator's writes (RequestReceived would double-count).
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    verbs: [create, update, patch, delete, deletecollection]
+  - level: None
+"""
+
+
+# user -> groups of the static token identities.
+USERS = {
+    "admin": "system:masters",
+    "system:kube-controller-manager": "system:masters",
+    "agent-operator": "system:masters",
+}
+
+
+class ClusterError(RuntimeError):
+    """The control plane could not be built, started or reached."""
+
+
+@dataclass
+class State:
+    """Ports and process ids of one cluster, persisted in state.json."""
+
+    etcd_port: int
+    etcd_peer_port: int
+    apiserver_port: int
+    controller_manager_port: int
+    pids: dict[str, int] = field(default_factory=dict)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours still answers kill(0): reap it if it is one.
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    return True
+
+
+def build_binary() -> Path:
+    """Build (or find in the user-level cache) the multi-call binary."""
+    script = REPO / "hack" / "build-controlplane"
+    result = subprocess.run([str(script)], stdout=subprocess.PIPE, text=True, check=False)
+    if result.returncode != 0:
+        raise ClusterError(f"{script} failed with exit code {result.returncode}")
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+class Cluster:
+    """One local control plane rooted at a data directory."""
+
+    def __init__(self, root: Path = DEFAULT_DIR) -> None:
+        self.root = root.resolve()
+        self.bin = self.root / "bin"
+        self.pki = self.root / "pki"
+        self.logs = self.root / "logs"
+        self.kubeconfig = self.root / "kubeconfig"
+        self.kcm_kubeconfig = self.root / "kcm.kubeconfig"
+        # The operator's own identity, so the audit log can single out its writes.
+        self.operator_kubeconfig = self.root / "operator.kubeconfig"
+        self.audit_log = self.logs / "audit.log"
+        self.state_file = self.root / "state.json"
+
+    # -- public commands -------------------------------------------------
+
+    def up(self, timeout: float = 120.0) -> bool:
+        """Start the cluster unless it already runs; True if it was started."""
+        state = self._load_state()
+        if state and self._running(state) and self._ready(state, timeout=5):
+            return False
+        if state:
+            self._stop(state)
+        self._prepare()
+        state = state or State(free_port(), free_port(), free_port(), free_port())
+        # Reuse the saved ports when free: etcd's member record keeps its peer URL.
+        for name in ("etcd_port", "etcd_peer_port", "apiserver_port", "controller_manager_port"):
+            if port_open(getattr(state, name)):
+                setattr(state, name, free_port())
+        state.pids = {}
+        self._save_state(state)
+        self._start("etcd", state)
+        self._wait(lambda: port_open(state.etcd_port), "etcd", timeout)
+        self._start("kube-apiserver", state)
+        self._wait(lambda: self._ready(state, timeout=2), "kube-apiserver /readyz", timeout)
+        self._write_kubeconfig(state)
+        self._start("kube-controller-manager", state)
+        return True
+
+    def down(self) -> None:
+        """Stop every process of the cluster; keeps the data directory."""
+        state = self._load_state()
+        if state:
+            self._stop(state)
+            state.pids = {}
+            self._save_state(state)
+
+    def status(self) -> dict[str, object]:
+        state = self._load_state()
+        if not state:
+            return {"running": False}
+        procs = {name: pid_alive(pid) for name, pid in state.pids.items()}
+        return {
+            "running": bool(procs) and all(procs.values()),
+            "ready": self._ready(state, timeout=2) if procs.get("kube-apiserver") else False,
+            "server": self.server(state),
+            "processes": procs,
+            "kubeconfig": str(self.kubeconfig),
+        }
+
+    def restart_apiserver(self, timeout: float = 120.0) -> None:
+        """Stop the apiserver and start it again on the same port and etcd data."""
+        state = self._require_state()
+        self._stop_one("kube-apiserver", state)
+        self._start("kube-apiserver", state)
+        self._wait(lambda: self._ready(state, timeout=2), "kube-apiserver /readyz", timeout)
+
+    def stop_apiserver(self) -> None:
+        self._stop_one("kube-apiserver", self._require_state())
+
+    def start_apiserver(self, timeout: float = 120.0) -> None:
+        state = self._require_state()
+        self._start("kube-apiserver", state)
+        self._wait(lambda: self._ready(state, timeout=2), "kube-apiserver /readyz", timeout)
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
+                timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """Run the project's kubectl against this cluster."""
+        cmd = [str(self.bin / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args]
+        result = subprocess.run(cmd, input=input, capture_output=True, text=True,
+                                timeout=timeout, check=False)
+        if check and result.returncode != 0:
+            raise ClusterError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result
+
+    def server(self, state: State | None = None) -> str:
+        state = state or self._require_state()
+        return f"https://127.0.0.1:{state.apiserver_port}"
+
+    def ports(self) -> list[int]:
+        state = self._require_state()
+        return [state.etcd_port, state.etcd_peer_port, state.apiserver_port,
+                state.controller_manager_port]
+
+    def pids(self) -> dict[str, int]:
+        return dict(self._require_state().pids)
+
+    # -- setup -------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        binary = build_binary()
+        for d in (self.bin, self.pki, self.logs, self.root / "etcd"):
+            d.mkdir(parents=True, exist_ok=True)
+        for name in ("kubectl", *COMPONENTS):
+            link = self.bin / name
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(binary)
+        (self.root / "audit-policy.yaml").write_text(AUDIT_POLICY)
+        if not (self.pki / "tokens.csv").exists():
+            self._make_pki()
+
+    def _make_pki(self) -> None:
+        pki = self.pki
+
+        def openssl(*args: str) -> None:
+            subprocess.run(["openssl", *args], cwd=pki, check=True, capture_output=True)
+
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+                "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=agent-operator-local-ca")
+        (pki / "serving.ext").write_text(
+            "basicConstraints=CA:FALSE\n"
+            "keyUsage=digitalSignature,keyEncipherment\n"
+            "extendedKeyUsage=serverAuth\n"
+            "subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,"
+            "DNS:kubernetes.default,DNS:kubernetes.default.svc\n"
+        )
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "serving.key",
+                "-out", "serving.csr", "-subj", "/CN=kube-apiserver")
+        openssl("x509", "-req", "-in", "serving.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                "-CAcreateserial", "-days", "3650", "-out", "serving.crt",
+                "-extfile", "serving.ext")
+        openssl("genrsa", "-out", "sa.key", "2048")
+        openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub")
+        # One identity per client, so the audit log tells whose write it was.
+        rows = []
+        for user, groups in USERS.items():
+            token = secrets.token_hex(24)
+            (pki / f"{user}.token").write_text(token)
+            rows.append(f'{token},{user},{user},"{groups}"')
+        (pki / "tokens.csv").write_text("\n".join(rows) + "\n")
+        for f in pki.iterdir():
+            f.chmod(0o600)
+
+    def _write_kubeconfig(self, state: State) -> None:
+        for path, user in ((self.kubeconfig, "admin"),
+                           (self.kcm_kubeconfig, "system:kube-controller-manager"),
+                           (self.operator_kubeconfig, "agent-operator")):
+            token = (self.pki / f"{user}.token").read_text().strip()
+            config = {
+                "apiVersion": "v1", "kind": "Config", "current-context": "local",
+                "clusters": [{"name": "local", "cluster": {
+                    "server": self.server(state),
+                    "certificate-authority": str(self.pki / "ca.crt")}}],
+                "users": [{"name": user, "user": {"token": token}}],
+                "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
+            }
+            path.write_text(json.dumps(config, indent=2))
+            path.chmod(0o600)
+
+    def _command(self, name: str, state: State) -> list[str]:
+        pki = self.pki
+        if name == "etcd":
+            peer = f"http://127.0.0.1:{state.etcd_peer_port}"
+            client = f"http://127.0.0.1:{state.etcd_port}"
+            return [
+                str(self.bin / "etcd"), "--name=local", f"--data-dir={self.root / 'etcd'}",
+                f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
+                f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster=local={peer}", "--listen-metrics-urls=",
+                # A throwaway test store: durability across power loss is not needed.
+                "--unsafe-no-fsync", "--log-level=warn",
+            ]
+        if name == "kube-apiserver":
+            return [
+                str(self.bin / "kube-apiserver"),
+                f"--etcd-servers=http://127.0.0.1:{state.etcd_port}",
+                "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+                f"--secure-port={state.apiserver_port}",
+                f"--tls-cert-file={pki / 'serving.crt'}",
+                f"--tls-private-key-file={pki / 'serving.key'}",
+                f"--client-ca-file={pki / 'ca.crt'}",
+                f"--token-auth-file={pki / 'tokens.csv'}",
+                "--service-account-issuer=https://kubernetes.default.svc",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--authorization-mode=RBAC",
+                "--endpoint-reconciler-type=none",
+                f"--audit-policy-file={self.root / 'audit-policy.yaml'}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-mode=blocking",
+                "--shutdown-delay-duration=0s",
+            ]
+        if name == "kube-controller-manager":
+            kubeconfig = str(self.kcm_kubeconfig)
+            return [
+                str(self.bin / "kube-controller-manager"),
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                # No front proxy here: do not look up its request-header CA.
+                "--authentication-skip-lookup",
+                "--bind-address=127.0.0.1", f"--secure-port={state.controller_manager_port}",
+                # No cloud and no nodes: the node controllers would only fail.
+                "--controllers=*,-node-ipam-controller,-node-lifecycle-controller",
+                f"--service-account-private-key-file={pki / 'sa.key'}",
+                f"--root-ca-file={pki / 'ca.crt'}",
+                "--leader-elect=false",
+            ]
+        raise ValueError(name)
+
+    # -- processes ---------------------------------------------------------
+
+    def _start(self, name: str, state: State) -> None:
+        log = (self.logs / f"{name}.log").open("ab")
+        proc = subprocess.Popen(self._command(name, state), stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        state.pids[name] = proc.pid
+        self._save_state(state)
+
+    def _stop_one(self, name: str, state: State, timeout: float = 20.0) -> None:
+        pid = state.pids.pop(name, None)
+        self._save_state(state)
+        if pid is None or not pid_alive(pid):
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            while pid_alive(pid):
+                time.sleep(0.05)
+
+    def _stop(self, state: State) -> None:
+        for name in STOP_ORDER:
+            self._stop_one(name, state)
+
+    def _running(self, state: State) -> bool:
+        return all(name in state.pids and pid_alive(state.pids[name]) for name in COMPONENTS)
+
+    def _ready(self, state: State, timeout: float) -> bool:
+        token_file = self.pki / "admin.token"
+        if not token_file.exists():
+            return False
+        ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
+        req = urllib.request.Request(
+            f"{self.server(state)}/readyz",
+            headers={"Authorization": f"Bearer {token_file.read_text().strip()}"})
+        try:
+            with urllib.request.urlopen(req, context=ctx, timeout=timeout) as resp:
+                return bool(resp.status == 200)
+        except (urllib.error.URLError, OSError, ssl.SSLError):
+            return False
+
+    def _wait(self, ok: object, what: str, timeout: float) -> None:
+        assert callable(ok)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ok():
+                return
+            time.sleep(0.2)
+        raise ClusterError(f"{what} not ready after {timeout:.0f}s; logs in {self.logs}")
+
+    # -- state -------------------------------------------------------------
+
+    def _load_state(self) -> State | None:
+        try:
+            return State(**json.loads(self.state_file.read_text()))
+        except (FileNotFoundError, ValueError, TypeError):
+            return None
+
+    def _require_state(self) -> State:
+        state = self._load_state()
+        if state is None:
+            raise ClusterError(f"no cluster in {self.root}: run hack/cluster up")
+        return state
+
+    def _save_state(self, state: State) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(state), indent=2))
+        tmp.replace(self.state_file)
+
+
+def main(argv: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="hack/cluster", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="data directory")
+    args = parser.parse_args(argv)
+    cluster = Cluster(args.dir)
+    try:
+        if args.command == "up":
+            started = cluster.up()
+            print("started" if started else "already running", file=sys.stderr)
+            print(f"kubeconfig: {cluster.kubeconfig}", file=sys.stderr)
+            print(f"kubectl:    {cluster.bin / 'kubectl'}", file=sys.stderr)
+            print(cluster.kubeconfig.read_text())
+        elif args.command == "down":
+            cluster.down()
+            print("stopped", file=sys.stderr)
+        else:
+            status = cluster.status()
+            print(json.dumps(status, indent=2))
+            return 0 if status.get("running") else 1
+    except ClusterError as err:
+        print(f"hack/cluster: {err}", file=sys.stderr)
+        return 1
+    return 0
