@@ -1,0 +1,231 @@
+"""Deployment X: the agent container plus the gateway sidecar.
+
+Only the gateway mounts key material and the budget, as whole volumes (no
+subPath) so Kubernetes swaps the files in place and nothing restarts. The
+gateway's configuration is its command line, which is part of the pod
+template already: a change rolls the pods without a config-hash annotation.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from agent_operator.api import AgentDeployment, ResourceRequirements
+from agent_operator.builders.labels import (
+    budget_name,
+    client_keys_name,
+    credentials_name,
+    labels,
+    metadata,
+    selector,
+)
+from agent_operator.builders.options import BuildOptions
+
+INBOUND_PORT: Final = 8080
+OUTBOUND_PORT: Final = 8081
+ADMIN_PORT: Final = 9090
+MOUNT_ROOT: Final = "/var/run/agents.dev"
+CREDENTIALS_DIR: Final = f"{MOUNT_ROOT}/credentials"
+CLIENT_KEYS_DIR: Final = f"{MOUNT_ROOT}/client-keys"
+BUDGET_DIR: Final = f"{MOUNT_ROOT}/budget"
+KEY_PLACEHOLDER: Final = "injected-by-gateway"
+# Non-root user of the gateway image; explicit so runAsNonRoot holds for any build.
+GATEWAY_UID: Final = 65532
+DEFAULT_GATEWAY_RESOURCES: Final[dict[str, Any]] = {
+    "requests": {"cpu": "50m", "memory": "64Mi"},
+    "limits": {"memory": "256Mi"},
+}
+
+
+def _number(value: float) -> str:
+    """A flag value: `30` rather than `30.0`."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def gateway_command(agd: AgentDeployment) -> list[str]:
+    """The sidecar's command line, exactly as docs/architecture.md fixes it."""
+    spec = agd.spec
+    gw = spec.gateway
+    command = [
+        "agent-operator", "gateway",
+        "--provider", spec.model.provider,
+        "--upstream-url", spec.model.upstream_url,
+        "--agent-url", f"http://127.0.0.1:{spec.port}",
+        "--inbound-listen", f"0.0.0.0:{INBOUND_PORT}",
+        "--outbound-listen", f"127.0.0.1:{OUTBOUND_PORT}",
+        "--admin-listen", f"0.0.0.0:{ADMIN_PORT}",
+        "--credentials-dir", CREDENTIALS_DIR,
+    ]  # fmt: skip
+    if spec.client_auth.enabled:
+        command += ["--client-keys-dir", CLIENT_KEYS_DIR]
+    command += [
+        "--budget-dir", BUDGET_DIR,
+        "--timeout-seconds", _number(gw.timeout_seconds),
+        "--retry-attempts", str(gw.retries.attempts),
+        "--retry-backoff-min-seconds", _number(gw.retries.backoff_min),
+        "--retry-backoff-max-seconds", _number(gw.retries.backoff_max),
+        "--breaker-failure-threshold", str(gw.circuit_breaker.failure_threshold),
+        "--breaker-open-seconds", _number(gw.circuit_breaker.open_seconds),
+        "--prompt-guard", gw.prompt_guard.mode,
+    ]  # fmt: skip
+    for pattern in gw.prompt_guard.extra_patterns:
+        # argparse would take a value starting with "-" for an option.
+        if pattern.startswith("-"):
+            command.append(f"--prompt-guard-extra-pattern={pattern}")
+        else:
+            command += ["--prompt-guard-extra-pattern", pattern]
+    if spec.telemetry.otlp_endpoint:
+        command += ["--otlp-endpoint", spec.telemetry.otlp_endpoint]
+    command += ["--agent", agd.name, "--namespace", agd.namespace]
+    return command
+
+
+def agent_env(agd: AgentDeployment) -> list[dict[str, Any]]:
+    """The agent's environment: the gateway as its LLM endpoint, never a provider key."""
+    model = agd.spec.model
+    if model.provider == "anthropic":
+        env = [
+            {"name": "ANTHROPIC_BASE_URL", "value": f"http://127.0.0.1:{OUTBOUND_PORT}"},
+            {"name": "ANTHROPIC_API_KEY", "value": KEY_PLACEHOLDER},
+        ]
+    else:
+        env = [
+            {"name": "OPENAI_BASE_URL", "value": f"http://127.0.0.1:{OUTBOUND_PORT}/v1"},
+            {"name": "OPENAI_API_KEY", "value": KEY_PLACEHOLDER},
+        ]
+    if model.default:
+        env.append({"name": "AGENT_MODEL", "value": model.default})
+    if model.tiers:
+        for tier, name in model.tiers.model_dump(exclude_none=True).items():
+            env.append({"name": f"AGENT_MODEL_{tier.upper()}", "value": name})
+    # User variables last, so they can refer to ours with $(VAR).
+    env += [e.model_dump(by_alias=True, exclude_none=True) for e in agd.spec.env]
+    return env
+
+
+def _security_context(run_as_user: int | None = None) -> dict[str, Any]:
+    """Pod Security Standard "restricted", on every container."""
+    context: dict[str, Any] = {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    if run_as_user is not None:
+        context["runAsUser"] = run_as_user
+        context["runAsGroup"] = run_as_user
+    return context
+
+
+def _http_probe(path: str, port: int, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": port},
+        "periodSeconds": period,
+        "timeoutSeconds": 3,
+        "failureThreshold": failures,
+    }
+
+
+def _resources(resources: ResourceRequirements | None) -> dict[str, Any] | None:
+    return resources.model_dump(exclude_none=True) if resources else None
+
+
+def agent_container(agd: AgentDeployment) -> dict[str, Any]:
+    """The user's agent: no key material, only /tmp mounted."""
+    spec = agd.spec
+    container: dict[str, Any] = {
+        "name": "agent",
+        "image": spec.image,
+        "env": agent_env(agd),
+        # Slow starters (model downloads) get 5 minutes before liveness counts.
+        "startupProbe": _http_probe(spec.health_path, spec.port, period=5, failures=60),
+        "livenessProbe": _http_probe(spec.health_path, spec.port, period=10, failures=3),
+        "readinessProbe": _http_probe(spec.health_path, spec.port, period=5, failures=3),
+        "securityContext": _security_context(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    resources = _resources(spec.resources)
+    if resources:
+        container["resources"] = resources
+    return container
+
+
+def gateway_container(agd: AgentDeployment, options: BuildOptions) -> dict[str, Any]:
+    """The sidecar: the only container that mounts keys and the budget."""
+    mounts = [{"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True}]
+    if agd.spec.client_auth.enabled:
+        mounts.append({"name": "client-keys", "mountPath": CLIENT_KEYS_DIR, "readOnly": True})
+    mounts += [
+        {"name": "budget", "mountPath": BUDGET_DIR, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    return {
+        "name": "gateway",
+        "image": options.gateway_image,
+        "imagePullPolicy": options.gateway_image_pull_policy,
+        "command": gateway_command(agd),
+        "ports": [
+            {"name": "http", "containerPort": INBOUND_PORT, "protocol": "TCP"},
+            {"name": "admin", "containerPort": ADMIN_PORT, "protocol": "TCP"},
+        ],
+        "livenessProbe": _http_probe("/healthz", ADMIN_PORT, period=10, failures=3),
+        "readinessProbe": _http_probe("/readyz", ADMIN_PORT, period=5, failures=3),
+        "resources": _resources(agd.spec.gateway.resources) or DEFAULT_GATEWAY_RESOURCES,
+        "securityContext": _security_context(run_as_user=GATEWAY_UID),
+        "volumeMounts": mounts,
+    }
+
+
+def volumes(agd: AgentDeployment) -> list[dict[str, Any]]:
+    """Pod volumes named as docs/architecture.md fixes them."""
+    result: list[dict[str, Any]] = [
+        {"name": "credentials", "secret": {"secretName": credentials_name(agd)}}
+    ]
+    if agd.spec.client_auth.enabled:
+        result.append({"name": "client-keys", "secret": {"secretName": client_keys_name(agd)}})
+    result += [
+        {"name": "budget", "configMap": {"name": budget_name(agd)}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    return result
+
+
+def deployment(agd: AgentDeployment, options: BuildOptions) -> dict[str, Any]:
+    """Deployment X; without `replicas` when an HPA owns the count."""
+    spec: dict[str, Any] = {}
+    if agd.spec.autoscaling is None:
+        spec["replicas"] = 1 if agd.spec.replicas is None else agd.spec.replicas
+    spec.update(
+        {
+            "selector": {"matchLabels": selector(agd)},
+            # Never below the desired count while a new version rolls out.
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0},
+            },
+            "template": {
+                "metadata": {
+                    "labels": labels(agd),
+                    "annotations": {"kubectl.kubernetes.io/default-container": "agent"},
+                },
+                "spec": {
+                    # The agent needs no service-discovery variables; they only
+                    # grow its environment with every Service in the namespace.
+                    "enableServiceLinks": False,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [agent_container(agd), gateway_container(agd, options)],
+                    "volumes": volumes(agd),
+                },
+            },
+        }
+    )
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(agd, agd.name),
+        "spec": spec,
+    }

@@ -1,0 +1,38 @@
+"""Service X: the gateway's inbound port, plus its admin port for scraping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent_operator.api import AgentDeployment
+from agent_operator.builders.deployment import ADMIN_PORT, INBOUND_PORT
+from agent_operator.builders.labels import metadata, selector
+
+
+def service(agd: AgentDeployment) -> dict[str, Any]:
+    """ClusterIP Service: callers reach the agent only through the gateway."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(agd, agd.name),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(agd),
+            "ports": [
+                {
+                    "name": "http",
+                    "port": INBOUND_PORT,
+                    "targetPort": "http",
+                    "protocol": "TCP",
+                    "appProtocol": "http",
+                },
+                {
+                    "name": "metrics",
+                    "port": ADMIN_PORT,
+                    "targetPort": "admin",
+                    "protocol": "TCP",
+                    "appProtocol": "http",
+                },
+            ],
+        },
+    }

@@ -1,0 +1,159 @@
+"""The CRD: generated from the models, checked in unchanged, structural, loadable."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from agent_operator import crd
+from agent_operator.api import AgentDeploymentSpec
+
+REPO = Path(__file__).resolve().parents[2]
+CRD_FILES = [
+    REPO / "crds" / "agentdeployments.agents.dev.yaml",
+    REPO / "charts" / "agent-operator" / "crds" / "agentdeployments.agents.dev.yaml",
+]
+EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+
+
+def _schema() -> dict[str, Any]:
+    version = crd.crd()["spec"]["versions"][0]
+    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def _nodes(node: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    out = [(path, node)]
+    for name, child in node.get("properties", {}).items():
+        out += _nodes(child, f"{path}.{name}")
+    if isinstance(node.get("items"), dict):
+        out += _nodes(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        out += _nodes(node["additionalProperties"], f"{path}{{}}")
+    return out
+
+
+@pytest.mark.parametrize("path", CRD_FILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_checked_in_crd_is_generator_output(path: Path) -> None:
+    # Regenerate with: agent-operator crd > crds/agentdeployments.agents.dev.yaml
+    # (and the same into charts/agent-operator/crds/).
+    assert path.read_text() == crd.render(), f"{path} is stale: run `agent-operator crd`"
+
+
+def test_crd_command_prints_yaml_and_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert crd.main([]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == crd.crd()
+    assert crd.main(["-o", "json"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == crd.crd()
+
+
+def test_crd_passes_the_kubernetes_schema() -> None:
+    assert kubernetes_validate.validate(crd.crd(), "1.37", strict=True) == "1.37"
+
+
+def test_names_and_subresources() -> None:
+    spec = crd.crd()["spec"]
+    assert spec["group"] == "agents.dev"
+    assert spec["scope"] == "Namespaced"
+    assert spec["names"]["kind"] == "AgentDeployment"
+    assert spec["names"]["plural"] == "agentdeployments"
+    assert spec["names"]["shortNames"] == ["agd"]
+    assert spec["names"]["categories"] == ["agents"]
+    [version] = spec["versions"]
+    assert version["name"] == "v1alpha1" and version["served"] and version["storage"]
+    assert version["subresources"] == {"status": {}}
+    columns = {c["name"]: c for c in version["additionalPrinterColumns"]}
+    assert list(columns) == ["Ready", "Phase", "Spent", "Limit", "Key Age", "Age"]
+    assert columns["Key Age"] == {
+        **columns["Key Age"],
+        "type": "date",
+        "jsonPath": ".status.credentials.rotatedAt",
+    }
+
+
+def test_schema_is_structural() -> None:
+    """Every node typed, no refs or nulls, junctors only for int-or-string."""
+    for path, node in _nodes(_schema()):
+        assert not {"$ref", "$defs", "title", "allOf", "oneOf", "nullable"} & node.keys(), path
+        if node.get("x-kubernetes-int-or-string"):
+            assert node["anyOf"] == [{"type": "integer"}, {"type": "string"}], path
+            continue
+        assert "anyOf" not in node, path
+        assert node.get("type") in {"object", "array", "string", "integer", "number", "boolean"}, (
+            path
+        )
+        assert node.get("default", "") is not None, path
+        if node["type"] == "object" and not node.get("x-kubernetes-preserve-unknown-fields"):
+            assert (
+                "properties" in node or "additionalProperties" in node or path in (".metadata",)
+            ), path
+
+
+def test_status_keeps_unknown_fields_and_is_typed() -> None:
+    status = _schema()["properties"]["status"]
+    assert status["x-kubernetes-preserve-unknown-fields"] is True
+    assert {"phase", "conditions", "budget", "credentials", "observedGeneration"} <= set(
+        status["properties"]
+    )
+    assert not any("default" in node for _, node in _nodes(status))
+
+
+def test_validation_rules_sit_where_the_field_is_named() -> None:
+    spec = _schema()["properties"]["spec"]
+    by_path = {
+        path: [r["fieldPath"] for r in node.get("x-kubernetes-validations", [])]
+        for path, node in _nodes(spec)
+    }
+    assert by_path[""] == [".replicas", ".port", ".env"]
+    assert by_path[".autoscaling"] == [".maxReplicas"]
+    assert by_path[".credentials.issuer"] == [".secretRef", ".projectID"]
+    assert by_path[".credentials.rotation"] == [".every", ".gracePeriod"]
+    assert by_path[".budget"] == [".downgradeModel", ".alertThresholds"]
+    assert by_path[".model"] == [".baseURL"]
+    thresholds = spec["properties"]["budget"]["properties"]["alertThresholds"]["items"]
+    assert thresholds == {**thresholds, "minimum": 0, "exclusiveMinimum": True, "maximum": 1}
+    metadata = _schema()["properties"]["metadata"]["properties"]["name"]
+    assert metadata["maxLength"] == 51
+
+
+def _apply_defaults(schema: dict[str, Any], value: Any) -> Any:
+    """Structural defaulting as the API server does it (defaults, then recurse)."""
+    if isinstance(value, dict) and "properties" in schema:
+        for name, prop in schema["properties"].items():
+            if name not in value and "default" in prop:
+                value[name] = copy.deepcopy(prop["default"])
+            if name in value:
+                value[name] = _apply_defaults(prop, value[name])
+    elif isinstance(value, dict) and isinstance(schema.get("additionalProperties"), dict):
+        for name in value:
+            value[name] = _apply_defaults(schema["additionalProperties"], value[name])
+    elif isinstance(value, list) and "items" in schema:
+        value = [_apply_defaults(schema["items"], v) for v in value]
+    return value
+
+
+def _normalise(value: Any) -> Any:
+    """Numbers compare by value (30 == 30.0 == quantity "30"), as the API server sees them."""
+    if isinstance(value, dict):
+        return {k: _normalise(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normalise(v) for v in value]
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    return value
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_crd_defaults_equal_model_defaults(example: Path) -> None:
+    """What the API server stores is what the models assume offline."""
+    spec = yaml.safe_load(example.read_text())["spec"]
+    by_server = _apply_defaults(_schema()["properties"]["spec"], copy.deepcopy(spec))
+    by_model = AgentDeploymentSpec.model_validate(spec).model_dump(by_alias=True, exclude_none=True)
+    assert _normalise(by_server) == _normalise(by_model)
