@@ -27,6 +27,7 @@ demo: venv controlplane
 lint: venv
 	$(BIN)/ruff check operator tests hack bench
 	$(BIN)/mypy
+	PYTHONPATH=operator $(BIN)/lint-imports
 
 test-unit: venv
 	$(BIN)/pytest tests/unit
