@@ -1,0 +1,1 @@
+"""The gateway sidecar: one asyncio process guarding both doors of an agent pod."""

@@ -1,0 +1,244 @@
+"""The inbound door: caller -> gateway -> agent on localhost.
+
+authenticate -> guard -> forward (streamed both ways) -> record. When client
+auth is on, the caller's key is checked and not passed on to the agent.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+
+import aiohttp
+from aiohttp import web
+from yarl import URL
+
+from agent_operator.gateway.config import Settings
+from agent_operator.gateway.guarding import Guard
+from agent_operator.gateway.state import GatewayState
+from agent_operator.gateway.telemetry import JsonLog, Metrics
+from agent_operator.gateway.wire import (
+    HOP_BY_HOP,
+    REQUEST_ID,
+    copy_headers,
+    drop_set,
+    json_error,
+    new_request_id,
+)
+
+_CLIENT_CREDENTIALS = ("authorization", "x-api-key")
+_RESPONSE_DROP = drop_set(HOP_BY_HOP)
+_READ_WHOLE_MAX = 1 << 20  # bodies up to 1 MiB are read whole (cheaper than chunked)
+_ROUTES_MAX = 64  # bounds the route label's cardinality
+
+
+class Inbound:
+    """aiohttp low-level handler for the inbound listener (the Service's port)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        state: GatewayState,
+        guard: Guard,
+        metrics: Metrics,
+        log: JsonLog,
+        session: aiohttp.ClientSession,
+    ) -> None:
+        self.state = state
+        self.guard = guard
+        self.metrics = metrics
+        self.log = log
+        self.session = session
+        self.auth_on = settings.client_keys_dir is not None
+        self.agent = URL(settings.agent_url)
+        drop = [*HOP_BY_HOP, *(_CLIENT_CREDENTIALS if self.auth_on else ())]
+        self.request_drop = drop_set(drop)
+        self.timeout = aiohttp.ClientTimeout(total=None, connect=5.0)
+        self.inflight = metrics.inflight
+        self._routes: set[str] = set()
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        started = time.perf_counter()
+        request_id = request.headers.get(REQUEST_ID) or new_request_id()
+        fields: dict[str, object] = {}
+        status = 500
+        self.inflight.inc()
+        try:
+            refused = self._authenticate(request, fields)
+            body: bytes | None = None
+            if refused is None:
+                body, refused = await self._guard(request, fields)
+            if refused is not None:
+                refused.headers[REQUEST_ID] = request_id
+                status = refused.status
+                return refused
+            response = await self._forward(request, request_id, body, fields)
+            status = response.status
+            return response
+        finally:
+            self.inflight.dec()
+            self._record(request, request_id, status, started, fields)
+
+    # ---------------------------------------------------------------- hops
+
+    def _authenticate(
+        self, request: web.BaseRequest, fields: dict[str, object]
+    ) -> web.Response | None:
+        """401 unless a current (or unexpired previous) client key is presented."""
+        if not self.auth_on:
+            return None
+        keys = self.state.client_keys
+        if keys is None:
+            return json_error(503, "client keys not loaded yet", "not_ready")
+        presented = presented_key(request.headers)
+        if presented is not None and keys.verify(presented, time.time()):
+            return None
+        reason = "missing" if presented is None else "invalid"
+        fields["auth"] = reason
+        self.metrics.auth_failures.labels(reason).inc()
+        return json_error(
+            401,
+            "missing API key" if presented is None else "invalid API key",
+            "unauthorized",
+            headers={"WWW-Authenticate": 'Bearer realm="agent"'},
+        )
+
+    async def _guard(
+        self, request: web.BaseRequest, fields: dict[str, object]
+    ) -> tuple[bytes | None, web.Response | None]:
+        """Scan JSON bodies; block answers 400 naming the rule, flag only records."""
+        if not self.guard.active or not request.body_exists or not _is_json(request):
+            return None, None
+        body = await request.read()
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return body, None  # not JSON after all: nothing to scan, the agent decides
+        result = self.guard.scan(payload)
+        if not result.flagged:
+            return body, None
+        rule = result.rule or "unknown"
+        self.metrics.guard.labels(self.guard.mode, rule).inc()
+        fields["guard_rule"] = rule
+        fields["guard_score"] = round(result.score, 3)
+        fields["guard_action"] = "blocked" if self.guard.mode == "block" else "flagged"
+        if self.guard.mode == "block":
+            return body, json_error(
+                400,
+                f"request blocked by the prompt guard (rule {rule})",
+                "prompt_guard_blocked",
+                rule=rule,
+            )
+        return body, None
+
+    async def _forward(
+        self,
+        request: web.BaseRequest,
+        request_id: str,
+        body: bytes | None,
+        fields: dict[str, object],
+    ) -> web.StreamResponse:
+        """Proxy to the agent, streaming the request and the response."""
+        headers = copy_headers(request.headers, self.request_drop)
+        headers[REQUEST_ID] = request_id
+        peer = request.remote or ""
+        forwarded = request.headers.get("X-Forwarded-For")
+        headers["X-Forwarded-For"] = f"{forwarded}, {peer}" if forwarded else peer
+        if request.host:
+            headers["X-Forwarded-Host"] = request.host
+        if body is None and request.body_exists:
+            size = request.content_length
+            small = size is not None and size <= _READ_WHOLE_MAX
+            data: object = await request.read() if small else request.content
+        else:
+            data = body
+        url = URL.build(
+            scheme=self.agent.scheme,
+            authority=self.agent.raw_authority,
+            path=request.raw_path.split("?", 1)[0],
+            query_string=request.query_string,
+            encoded=True,
+        )
+        try:
+            upstream = await self.session.request(
+                request.method,
+                url,
+                data=data,
+                headers=headers,
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            fields["error"] = type(exc).__name__
+            return json_error(
+                502, "agent unreachable", "agent_unreachable", headers={REQUEST_ID: request_id}
+            )
+        try:
+            out_headers = copy_headers(upstream.headers, _RESPONSE_DROP)
+            out_headers[REQUEST_ID] = request_id
+            response = web.StreamResponse(status=upstream.status, headers=out_headers)
+            if upstream.content_length is not None and "chunked" not in upstream.headers.get(
+                "Transfer-Encoding", ""
+            ):
+                response.content_length = upstream.content_length
+            await response.prepare(request)
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)
+            await response.write_eof()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            fields["stream_error"] = type(exc).__name__
+            upstream.close()
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        upstream.release()
+        return response
+
+    def _record(
+        self,
+        request: web.BaseRequest,
+        request_id: str,
+        status: int,
+        started: float,
+        fields: dict[str, object],
+    ) -> None:
+        duration = time.perf_counter() - started
+        route = self._route(request.path)
+        self.metrics.requests.labels("inbound", route, str(status), "-").inc()
+        self.metrics.duration.labels("inbound", route).observe(duration)
+        self.log.emit(
+            "info",
+            "request",
+            request_id=request_id,
+            door="inbound",
+            method=request.method,
+            path=request.path,
+            status=status,
+            duration_ms=round(duration * 1000, 3),
+            **fields,
+        )
+
+    def _route(self, path: str) -> str:
+        """First two path segments (`/v1/chat/x` -> `/v1/chat`), bounded in cardinality."""
+        route = "/" + "/".join(path.lstrip("/").split("/", 2)[:2])
+        if route in self._routes:
+            return route
+        if len(self._routes) < _ROUTES_MAX:
+            self._routes.add(route)
+            return route
+        return "other"
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The client key from `Authorization: Bearer` or `X-API-Key`, if any."""
+    auth = headers.get("Authorization", "")
+    if auth[:7].lower() == "bearer " and auth[7:].strip():
+        return auth[7:].strip()
+    key = headers.get("X-API-Key", "").strip()
+    return key or None
+
+
+def _is_json(request: web.BaseRequest) -> bool:
+    ctype = request.content_type
+    return ctype == "application/json" or ctype.endswith("+json")

@@ -1,0 +1,173 @@
+"""`agent-operator gateway`: wires settings, state, both doors and the admin port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from agent_operator.gateway.accounting import Accountant
+from agent_operator.gateway.budget import Budget, BudgetConfig, Limit
+from agent_operator.gateway.config import Listen, Settings, parse_settings
+from agent_operator.gateway.guarding import Guard
+from agent_operator.gateway.inbound import Inbound
+from agent_operator.gateway.outbound import Outbound
+from agent_operator.gateway.spend import InMemorySpendStore
+from agent_operator.gateway.state import GatewayState, Reloader
+from agent_operator.gateway.telemetry import JsonLog, LibraryLogHandler, Metrics, Tracing
+
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+CLIENT_MAX_SIZE = 64 * 1024 * 1024  # request bodies (images in prompts can be large)
+SHUTDOWN_GRACE_SECONDS = 10.0
+
+
+class Admin:
+    """/healthz (live), /readyz (config and keys loaded), /metrics; unauthenticated."""
+
+    def __init__(self, state: GatewayState, metrics: Metrics) -> None:
+        self.state = state
+        self.metrics = metrics
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.path == "/healthz":
+            return web.Response(text="ok")
+        if request.path == "/readyz":
+            ready = self.state.ready
+            return web.Response(
+                status=200 if ready else 503, text="ready" if ready else "not ready"
+            )
+        if request.path == "/metrics":
+            return web.Response(
+                body=generate_latest(self.metrics.registry),
+                headers={"Content-Type": CONTENT_TYPE_LATEST},
+            )
+        return web.Response(status=404, text="not found")
+
+
+def _request_factory(loop: asyncio.AbstractEventLoop) -> Any:
+    """aiohttp's low-level server caps bodies at 1 MiB; raise the cap."""
+
+    def make(message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
+        return web.BaseRequest(
+            message, payload, protocol, writer, task, loop, client_max_size=CLIENT_MAX_SIZE
+        )
+
+    return make
+
+
+async def _serve(handler: Handler, listen: Listen) -> web.ServerRunner:
+    factory = _request_factory(asyncio.get_running_loop())
+    server = web.Server(handler, request_factory=factory, access_log=None)
+    runner = web.ServerRunner(server, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
+    await runner.setup()
+    await web.TCPSite(runner, listen.host, listen.port, backlog=2048).start()
+    return runner
+
+
+def _session(auto_decompress: bool) -> aiohttp.ClientSession:
+    # one pooled session per destination for the life of the process
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+    return aiohttp.ClientSession(
+        connector=connector,
+        # a proxy must not keep cookies: they would leak from one caller to the next
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=auto_decompress,
+        skip_auto_headers=("User-Agent",),
+    )
+
+
+async def run(settings: Settings) -> int:
+    metrics = Metrics()
+    log = JsonLog(agent=settings.agent, namespace=settings.namespace)
+    logging.basicConfig(level=logging.WARNING, handlers=[LibraryLogHandler(log)], force=True)
+
+    def on_alert(limit: Limit, period_key: str, threshold: float, spent: float) -> None:
+        metrics.budget_alerts.labels(limit.period, f"{threshold:g}").inc()
+        log.emit(
+            "warning",
+            "budget_alert",
+            period=limit.period,
+            period_key=period_key,
+            threshold=threshold,
+            spent_usd=round(spent, 6),
+            limit_usd=limit.max_usd,
+        )
+
+    budget = Budget(InMemorySpendStore(), BudgetConfig(), on_alert)
+    state = GatewayState(settings, budget)
+    reloader = Reloader(state, metrics, log)
+    reloader.poll()  # first load before listening; readiness reports the result
+    tracing = None
+    if settings.otlp_endpoint:
+        try:
+            tracing = Tracing(
+                settings.otlp_endpoint,
+                "agent-gateway",
+                {"agent": settings.agent, "k8s.namespace.name": settings.namespace},
+            )
+        except ImportError as exc:  # serve without spans rather than not at all
+            log.emit("error", "tracing_unavailable", error=str(exc))
+    guard = Guard(settings.prompt_guard, settings.prompt_guard_extra_patterns)
+
+    upstream_session = _session(auto_decompress=True)
+    agent_session = _session(auto_decompress=False)  # pure pass-through of encodings
+    accountant = Accountant(settings, state, metrics, log, tracing)
+    outbound = Outbound(settings, state, accountant, metrics, log, upstream_session)
+    inbound = Inbound(settings, state, guard, metrics, log, agent_session)
+    admin = Admin(state, metrics)
+
+    runners = [
+        await _serve(admin.handle, settings.admin),
+        await _serve(outbound.handle, settings.outbound),
+        await _serve(inbound.handle, settings.inbound),
+    ]
+    log.emit(
+        "info",
+        "started",
+        provider=settings.provider,
+        ready=state.ready,
+        inbound=f"{settings.inbound.host}:{settings.inbound.port}",
+        outbound=f"{settings.outbound.host}:{settings.outbound.port}",
+        admin=f"{settings.admin.host}:{settings.admin.port}",
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    poller = asyncio.create_task(reloader.run(settings.reload_interval_seconds))
+    try:
+        await stop.wait()
+    finally:
+        log.emit("info", "stopping")
+        poller.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await poller
+        # inbound first: stop taking callers, let in-flight calls finish outbound
+        for runner in reversed(runners):
+            await runner.cleanup()
+        await upstream_session.close()
+        await agent_session.close()
+        if tracing is not None:
+            tracing.shutdown()
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    settings = parse_settings(argv)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.run(run(settings))
+    return uvloop.run(run(settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,83 @@
+"""Collect the string values of a decoded JSON body, optionally by path.
+
+Paths are a small subset of JSONPath: dotted keys and ``[*]`` / ``[N]``
+indexes, e.g. ``messages[*].content``, ``input``, ``$.prompt``. A path that
+lands on an object or array contributes every string below it (chat message
+``content`` may be a list of parts).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+
+_STEP = re.compile(r"\[(\*|-?\d+)\]|\.?([^.\[\]]+)")
+
+Step = str | int | None  # key, index, or None for [*]
+
+
+def parse_path(path: str) -> tuple[Step, ...]:
+    """Split ``path`` into steps; raise ``ValueError`` if it is malformed."""
+    text = path.strip()
+    if text.startswith("$"):
+        text = text[1:]
+    steps: list[Step] = []
+    pos = 0
+    while pos < len(text):
+        match = _STEP.match(text, pos)
+        if not match or match.end() == pos:
+            raise ValueError(f"invalid JSON path {path!r} at offset {pos}")
+        index, key = match.groups()
+        if key is not None:
+            steps.append(key)
+        elif index == "*":
+            steps.append(None)
+        else:
+            steps.append(int(index))
+        pos = match.end()
+    if not steps:
+        raise ValueError(f"invalid JSON path {path!r}: empty")
+    return tuple(steps)
+
+
+def iter_strings(node: object) -> Iterator[str]:
+    """Every string value below ``node`` (object keys excluded)."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            stack.extend(reversed(list(item.values())))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+
+
+def _select(node: object, steps: tuple[Step, ...]) -> Iterator[object]:
+    if not steps:
+        yield node
+        return
+    step, rest = steps[0], steps[1:]
+    if step is None:
+        if isinstance(node, list):
+            for item in node:
+                yield from _select(item, rest)
+        elif isinstance(node, dict):
+            for item in node.values():
+                yield from _select(item, rest)
+    elif isinstance(step, int):
+        if isinstance(node, list) and -len(node) <= step < len(node):
+            yield from _select(node[step], rest)
+    elif isinstance(node, dict) and step in node:
+        yield from _select(node[step], rest)
+
+
+def collect(body: object, paths: Sequence[tuple[Step, ...]] | None) -> list[str]:
+    """Strings of ``body`` selected by parsed ``paths`` (all strings if None)."""
+    if paths is None:
+        return list(iter_strings(body))
+    out: list[str] = []
+    for steps in paths:
+        for node in _select(body, steps):
+            out.extend(iter_strings(node))
+    return out

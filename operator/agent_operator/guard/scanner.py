@@ -1,0 +1,206 @@
+"""The prompt guard: normalise, decode, match rules, score.
+
+``PromptGuard.scan`` is a pure function of its input and the rules compiled
+at construction; it holds no per-call state, so one instance serves every
+request of the gateway concurrently.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from agent_operator.guard.decode import decode_payloads
+from agent_operator.guard.jsonpath import Step, collect, parse_path
+from agent_operator.guard.normalise import Views, normalise
+from agent_operator.guard.rules import Rule, RuleSet, load_rules
+
+# Tuned on the dev split of bench/guard_data (see docs/guard.md).
+DEFAULT_THRESHOLD = 0.45
+# Decoded payloads are scanned again, once more inside them at most: enough
+# for base64-of-URL-encoding, bounded against decompression-bomb-like nesting.
+_MAX_DEPTH = 2
+_LONG_TOKEN = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One rule that matched: its id (e.g. ``override.ignore-previous``)."""
+
+    rule: str
+    family: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The result of a scan; ``score`` is in [0, 1]."""
+
+    flagged: bool
+    score: float
+    findings: tuple[Finding, ...]
+
+    @property
+    def rule(self) -> str | None:
+        """The highest-scoring rule id, for error messages."""
+        if not self.findings:
+            return None
+        return max(self.findings, key=lambda f: f.score).rule
+
+
+@functools.cache
+def _default_rules() -> RuleSet:
+    return load_rules()
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_paths(paths: tuple[str, ...]) -> tuple[tuple[Step, ...], ...]:
+    return tuple(parse_path(p) for p in paths)
+
+
+def _combine(findings: dict[str, Finding]) -> float:
+    # Noisy-OR: independent weak signals add up, one strong rule suffices.
+    # Rounded so that a single rule of score 0.45 meets a threshold of 0.45.
+    return round(1.0 - math.prod(1.0 - f.score for f in findings.values()), 9)
+
+
+class PromptGuard:
+    """Scores text for prompt injection against the shipped rules."""
+
+    def __init__(
+        self,
+        extra_patterns: Sequence[str] = (),
+        threshold: float = DEFAULT_THRESHOLD,
+        rules: RuleSet | None = None,
+    ) -> None:
+        """Compile everything once.
+
+        ``extra_patterns`` are regexes matched case-insensitively against the
+        normalised text; each is a rule ``extra.N`` of score 1. An invalid one
+        raises ``ValueError`` naming it. ``rules`` replaces the shipped set.
+        """
+        if not 0.0 < threshold <= 1.0:
+            raise ValueError(f"threshold must be in (0, 1], not {threshold}")
+        ruleset = rules if rules is not None else _default_rules()
+        extras: list[tuple[str, re.Pattern[str]]] = []
+        for n, pattern in enumerate(extra_patterns):
+            try:
+                extras.append((f"extra.{n}", re.compile(pattern, re.IGNORECASE)))
+            except re.error as exc:
+                raise ValueError(f"invalid extra pattern {pattern!r}: {exc}") from exc
+        self.threshold = threshold
+        self._rules = ruleset.rules
+        self._signals = ruleset.signals
+        self._extras = tuple(extras)
+        self._always = tuple(r for r in ruleset.rules if not r.keywords and not r.substrings)
+        index: dict[str, list[Rule]] = {}
+        for rule in ruleset.rules:
+            for keyword in () if rule.obfuscated else rule.keywords:
+                index.setdefault(keyword, []).append(rule)
+        self._index = {k: tuple(v) for k, v in index.items()}
+        self._keywords = frozenset(index)
+        # One alternation finds every CJK keyword present in a single pass.
+        by_substring: dict[str, list[Rule]] = {}
+        for rule in ruleset.rules:
+            for sub in () if rule.obfuscated else rule.substrings:
+                by_substring.setdefault(sub, []).append(rule)
+        self._by_substring = {k: tuple(v) for k, v in by_substring.items()}
+        self._substring_re = (
+            re.compile("|".join(map(re.escape, sorted(by_substring, key=len, reverse=True))))
+            if by_substring
+            else None
+        )
+        self._order = {rule.id: n for n, rule in enumerate(ruleset.rules)}
+        # The first search of a pattern pays one-off setup costs inside the
+        # regex engine; pay them here rather than on the first request.
+        for rule in ruleset.rules:
+            rule.regex.search("warm up")
+        for _, regex in self._extras:
+            regex.search("warm up")
+
+    def scan(self, text: str) -> Verdict:
+        """Scan one text (any length); ``flagged`` when score >= threshold."""
+        findings: dict[str, Finding] = {}
+        self._scan(text, findings, 0)
+        return self._verdict(findings)
+
+    def scan_json(self, body: object, paths: Sequence[str] | None = None) -> Verdict:
+        """Scan the strings of a decoded JSON body.
+
+        By default every string value; ``paths`` (``messages[*].content``,
+        ``input``, ...) restricts the scan to what they select. A malformed
+        path raises ``ValueError``.
+        """
+        parsed = None if paths is None else _parse_paths(tuple(paths))
+        findings: dict[str, Finding] = {}
+        for text in collect(body, parsed):
+            self._scan(text, findings, 0)
+        return self._verdict(findings)
+
+    def _verdict(self, findings: dict[str, Finding]) -> Verdict:
+        score = _combine(findings)
+        # Ties go to the rule listed first in the rules file.
+        last = len(self._order)
+        ordered = tuple(
+            sorted(
+                findings.values(),
+                key=lambda f: (-f.score, self._order.get(f.rule, last), f.rule),
+            )
+        )
+        return Verdict(flagged=score >= self.threshold, score=score, findings=ordered)
+
+    def _candidates(self, views: Views) -> list[Rule]:
+        if views.signals:
+            # Obfuscation may have broken the keywords: run every rule.
+            return list(self._rules)
+        hits: set[Rule] = {r for r in self._always if not r.obfuscated}
+        for keyword in self._keywords.intersection(views.tokens):
+            hits.update(self._index[keyword])
+        if self._substring_re is not None and not views.text.isascii():
+            for found in set(self._substring_re.findall(views.words)):
+                hits.update(self._by_substring[found])
+        if any(r.requires for r in hits):
+            present = set(views.tokens)
+            hits = {r for r in hits if not r.requires or not r.requires.isdisjoint(present)}
+        return sorted(hits, key=lambda r: self._order[r.id])
+
+    def _scan(self, raw: str, findings: dict[str, Finding], depth: int) -> None:
+        views = normalise(raw)
+        for rule in self._candidates(views):
+            target = getattr(views, rule.view)
+            if rule.regex.search(target):
+                _add(findings, Finding(rule.id, rule.family, rule.score))
+        for rule_id, regex in self._extras:
+            if regex.search(views.text):
+                _add(findings, Finding(rule_id, "extra", 1.0))
+        for signal in views.signals:
+            self._signal(findings, signal)
+        if depth >= _MAX_DEPTH or not _may_hide_payload(raw, views):
+            return
+        for decoded in decode_payloads(raw):
+            inner: dict[str, Finding] = {}
+            self._scan(decoded, inner, depth + 1)
+            if any(f.family != "obfuscation" for f in inner.values()):
+                self._signal(findings, "encoded-payload")
+            for finding in inner.values():
+                _add(findings, finding)
+
+    def _signal(self, findings: dict[str, Finding], signal: str) -> None:
+        score = self._signals.get(signal, 0.0)
+        if score > 0.0:
+            _add(findings, Finding(f"obfuscation.{signal}", "obfuscation", score))
+
+
+def _may_hide_payload(raw: str, views: Views) -> bool:
+    # Cheap gate before the decoding regexes: encoded payloads show up as
+    # long tokens, percent escapes or backslash escapes.
+    return "%" in raw or "\\" in raw or max(map(len, views.tokens), default=0) >= _LONG_TOKEN
+
+
+def _add(findings: dict[str, Finding], finding: Finding) -> None:
+    old = findings.get(finding.rule)
+    if old is None or old.score < finding.score:
+        findings[finding.rule] = finding

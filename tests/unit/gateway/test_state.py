@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from agent_operator.gateway.budget import Budget, BudgetConfig
+from agent_operator.gateway.config import parse_settings
+from agent_operator.gateway.spend import InMemorySpendStore
+from agent_operator.gateway.state import GatewayState, Reloader
+from agent_operator.gateway.telemetry import JsonLog, Metrics
+from tests.fakes.volumes import KubeVolume, secret_files
+
+
+def make(tmp: Path, with_client_keys: bool = True) -> tuple[GatewayState, Reloader, io.StringIO]:
+    args = [
+        "--provider",
+        "openai",
+        "--upstream-url",
+        "http://127.0.0.1:1",
+        "--credentials-dir",
+        str(tmp / "creds"),
+        "--budget-dir",
+        str(tmp / "budget"),
+    ]
+    if with_client_keys:
+        args += ["--client-keys-dir", str(tmp / "clients")]
+    state = GatewayState(
+        parse_settings(args), Budget(InMemorySpendStore(), BudgetConfig(), lambda *a: None)
+    )
+    out = io.StringIO()
+    return state, Reloader(state, Metrics(), JsonLog(out)), out
+
+
+def test_not_ready_until_everything_loaded(tmp_path: Path) -> None:
+    state, reloader, out = make(tmp_path)
+    reloader.poll()
+    assert not state.ready
+    creds = KubeVolume(tmp_path / "creds", secret_files("sk-1"))
+    KubeVolume(tmp_path / "budget", {"budget.json": json.dumps({"limits": []})})
+    reloader.poll()
+    assert not state.ready  # client keys still missing
+    KubeVolume(tmp_path / "clients", secret_files("c-1"))
+    reloader.poll()
+    assert state.ready
+    assert state.upstream_key is not None and state.upstream_key.value == "sk-1"
+    creds.update(secret_files("sk-2", "sk-1", "2999-01-01T00:00:00Z"))
+    reloader.poll()
+    assert state.upstream_key.value == "sk-2"
+    assert "sk-1" not in out.getvalue() and "sk-2" not in out.getvalue()
+
+
+def test_broken_update_keeps_last_good_and_unchanged_files_are_not_reread(tmp_path: Path) -> None:
+    state, reloader, out = make(tmp_path, with_client_keys=False)
+    creds = KubeVolume(tmp_path / "creds", secret_files("sk-1"))
+    budget = KubeVolume(
+        tmp_path / "budget",
+        {"budget.json": json.dumps({"limits": [{"period": "day", "maxUSD": 5}]})},
+    )
+    reloader.poll()
+    reloads = out.getvalue().count('"event":"reloaded"')
+    assert reloads == 2
+    reloader.poll()
+    assert out.getvalue().count('"event":"reloaded"') == reloads  # nothing changed
+    creds.update({"current": ""})
+    budget.update({"budget.json": "[]"})
+    reloader.poll()
+    assert state.upstream_key is not None and state.upstream_key.value == "sk-1"
+    assert state.budget.config.limits[0].max_usd == 5
+    assert out.getvalue().count('"event":"reload_failed"') == 2
+    reloader.poll()  # the broken version is not retried on every poll
+    assert out.getvalue().count('"event":"reload_failed"') == 2
