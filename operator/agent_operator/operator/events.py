@@ -1,0 +1,67 @@
+"""Kubernetes Events on meaningful transitions: pure selection of what to post.
+
+Events are derived from what changed in one reconcile (a child written, the
+phase or the Degraded reason moved), so a reconcile that changes nothing
+posts nothing, and a retried problem is announced once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from agent_operator.operator.status import DEGRADED
+
+
+@dataclass(frozen=True)
+class Event:
+    """A core/v1 Event about the AgentDeployment (never with key material)."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Change:
+    """A write to one child."""
+
+    kind: str
+    name: str
+    action: Literal["created", "updated", "deleted"]
+    why: str = ""
+
+
+def _condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any]:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == type_:
+            return dict(cond)
+    return {}
+
+
+def transition_events(old: Mapping[str, Any] | None, new: Mapping[str, Any],
+                      changes: Sequence[Change], issued: Sequence[str] = ()) -> list[Event]:
+    """Events for one reconcile: child writes, issued keys, phase and problem transitions.
+
+    `issued` names the Secrets that got a new key.
+    """
+    old = old or {}
+    events = []
+    for change in changes:
+        reason = change.action.capitalize()
+        detail = f" ({change.why})" if change.why else ""
+        text = f"{change.action} {change.kind} {change.name}{detail}"
+        events.append(Event("Normal", reason, text))
+    for secret in issued:
+        events.append(Event("Normal", "KeyIssued", f"issued a new key into Secret {secret}"))
+    was, now = _condition(old, DEGRADED), _condition(new, DEGRADED)
+    degraded_now = now.get("status") == "True"
+    if degraded_now and (was.get("status") != "True" or was.get("reason") != now.get("reason")):
+        events.append(Event("Warning", str(now.get("reason")), str(now.get("message", ""))))
+    elif old.get("phase") != new.get("phase") and not degraded_now:
+        phase = str(new.get("phase"))
+        ready = _condition(new, "Ready").get("message", "")
+        events.append(Event("Normal", phase, f"phase {old.get('phase') or 'none'} -> {phase}: "
+                                             f"{ready}"))
+    return events

@@ -1,0 +1,128 @@
+"""A small synchronous client for the few calls the reconciler makes.
+
+Generic JSON in and out (the builders produce plain dicts), through the
+official client's ApiClient for authentication and TLS. Server-side apply is
+a PATCH with content type application/apply-patch+yaml (JSON is YAML).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from agent_operator.api import GROUP, PLURAL, VERSION
+
+FIELD_MANAGER: Final = "agent-operator"
+TIMEOUT: Final = 30.0  # seconds per request; a hung call must not stall a worker forever
+
+
+@dataclass(frozen=True)
+class Kind:
+    """Where a namespaced kind lives in the API."""
+
+    api_version: str
+    kind: str
+    plural: str
+
+    def path(self, namespace: str, name: str | None = None, sub: str | None = None) -> str:
+        root = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        out = f"{root}/namespaces/{namespace}/{self.plural}"
+        if name:
+            out += f"/{name}"
+        if sub:
+            out += f"/{sub}"
+        return out
+
+
+AGENT_DEPLOYMENT: Final = Kind(f"{GROUP}/{VERSION}", "AgentDeployment", PLURAL)
+KINDS: Final = {
+    k.kind: k
+    for k in (
+        Kind("v1", "ConfigMap", "configmaps"),
+        Kind("v1", "Secret", "secrets"),
+        Kind("v1", "Service", "services"),
+        Kind("apps/v1", "Deployment", "deployments"),
+        Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
+        Kind("v1", "Event", "events"),
+        AGENT_DEPLOYMENT,
+    )
+}
+
+
+class Kube:
+    """The calls of one reconcile; every method is blocking (run it in a thread)."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+
+    @classmethod
+    def from_environment(cls) -> Kube:
+        """In-cluster service account, else $KUBECONFIG / ~/.kube/config."""
+        try:
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+            return cls(client.ApiClient())
+        except config.ConfigException:
+            return cls(config.new_client_from_config())  # type: ignore[no-untyped-call]
+
+    def _call(self, method: str, path: str, query: Mapping[str, str] | None = None,
+              body: Any = None, content_type: str | None = None) -> dict[str, Any] | None:
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        params = self.api.param_serialize(
+            method=method, resource_path=path, query_params=list((query or {}).items()),
+            header_params=headers, body=body, auth_settings=["BearerToken"],
+        )
+        response = self.api.call_api(*params, _request_timeout=TIMEOUT)
+        data: bytes = response.read()  # type: ignore[no-untyped-call]
+        if response.status == 404 and method in ("GET", "DELETE"):
+            return None
+        if not 200 <= response.status < 300:
+            raise ApiException(status=response.status, reason=response.reason,
+                               body=data.decode(errors="replace") if data else None)
+        result: dict[str, Any] = json.loads(data) if data else {}
+        return result
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The live object, or None when it does not exist."""
+        return self._call("GET", KINDS[kind].path(namespace, name))
+
+    def get_path(self, path: str) -> dict[str, Any] | None:
+        """Any object by its API path, or None when it (or its kind) does not exist."""
+        return self._call("GET", path)
+
+    def apply(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply as field manager agent-operator, taking over conflicting fields.
+
+        force=True: we send only fields we own, so a conflict means another
+        writer changed one of ours and ours must win.
+        """
+        meta = body["metadata"]
+        result = self._call(
+            "PATCH", KINDS[body["kind"]].path(meta["namespace"], meta["name"]),
+            {"fieldManager": FIELD_MANAGER, "force": "true"}, dict(body),
+            "application/apply-patch+yaml",
+        )
+        assert result is not None
+        return result
+
+    def delete(self, kind: str, namespace: str, name: str, uid: str) -> None:
+        """Delete one object, only if it is still the one we saw (uid precondition)."""
+        self._call("DELETE", KINDS[kind].path(namespace, name),
+                   body={"preconditions": {"uid": uid}, "propagationPolicy": "Background"},
+                   content_type="application/json")
+
+    def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        """Merge-patch the status subresource of an AgentDeployment."""
+        self._call("PATCH", AGENT_DEPLOYMENT.path(namespace, name, "status"),
+                   {"fieldManager": FIELD_MANAGER}, {"status": dict(patch)},
+                   "application/merge-patch+json")
+
+    def create_event(self, namespace: str, body: Mapping[str, Any]) -> None:
+        self._call("POST", KINDS["Event"].path(namespace), body=dict(body),
+                   content_type="application/json")

@@ -1,0 +1,59 @@
+"""Prometheus metrics of the operator (prefix agent_operator_)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+REGISTRY: Final = CollectorRegistry(auto_describe=True)
+
+RECONCILES: Final = Counter(
+    "agent_operator_reconcile_total",
+    "Reconciles of AgentDeployments, by result (synced, problem, error, gone).",
+    ["result"], registry=REGISTRY,
+)
+RECONCILE_ERRORS: Final = Counter(
+    "agent_operator_reconcile_errors_total",
+    "Reconciles that failed with an unexpected error (retried with backoff).",
+    registry=REGISTRY,
+)
+RECONCILE_DURATION: Final = Histogram(
+    "agent_operator_reconcile_duration_seconds",
+    "Duration of one reconcile in seconds.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+    registry=REGISTRY,
+)
+WRITES: Final = Counter(
+    "agent_operator_writes_total",
+    "Write requests to the API server, by verb (apply, delete, status, event) and kind.",
+    ["verb", "kind"], registry=REGISTRY,
+)
+MANAGED: Final = Gauge(
+    "agent_operator_managed_objects",
+    "Objects managed by this operator, by kind (AgentDeployments and their children).",
+    ["kind"], registry=REGISTRY,
+)
+QUEUE_DEPTH: Final = Gauge(
+    "agent_operator_queue_depth", "Keys waiting in the work queue.", registry=REGISTRY,
+)
+KINDS: Final = ("AgentDeployment", "Deployment", "Service", "HorizontalPodAutoscaler",
+                "ConfigMap", "Secret")
+
+
+def set_managed(children_by_owner: Iterable[Iterable[str]]) -> None:
+    """Set the managed-object gauge from the child kinds of every known AgentDeployment."""
+    counts = dict.fromkeys(KINDS, 0)
+    for kinds in children_by_owner:
+        counts["AgentDeployment"] += 1
+        for kind in kinds:
+            counts[kind] = counts.get(kind, 0) + 1
+    for kind, count in counts.items():
+        MANAGED.labels(kind=kind).set(count)
+
+
+def serve(port: int, address: str = "0.0.0.0") -> None:
+    """Serve /metrics on `port` from a background thread (0 disables)."""
+    if port:
+        start_http_server(port, addr=address, registry=REGISTRY)

@@ -1,0 +1,393 @@
+"""The operator on the real control plane: level-triggered, idempotent, owns only its fields.
+
+Each test runs `agent-operator run` as a subprocess (user agent-operator,
+scoped to the test's namespace). Pods never run here (no kubelet), so the
+expected phase is Progressing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pytest
+import yaml
+
+from agent_operator.api import AgentDeployment
+from agent_operator.builders import BuildOptions, desired_children
+from agent_operator.operator.compare import is_subset
+from localcluster import Cluster
+
+if TYPE_CHECKING:
+    from tests.e2e.conftest import OperatorProcess
+
+pytestmark = pytest.mark.e2e
+
+T = TypeVar("T")
+LABEL = "agents.dev/agent"
+CHILD_KINDS = "deployment,service,hpa,configmap,secret"
+
+
+def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.25) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def get(cluster: Cluster, namespace: str, *what: str) -> dict[str, Any] | None:
+    result = cluster.kubectl("-n", namespace, "get", *what, "-o", "json", "--show-managed-fields",
+                             check=False)
+    if result.returncode != 0:
+        if "NotFound" in result.stderr or "not found" in result.stderr:
+            return None
+        raise AssertionError(result.stderr)
+    body: dict[str, Any] = json.loads(result.stdout)
+    return body
+
+
+def manifest(name: str = "bot", **spec: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "image": "registry.example.com/bot:1.0",
+        "resources": {"requests": {"cpu": "0.5", "memory": "128Mi"}},
+        "credentials": {"issuer": {"type": "static",
+                                   "secretRef": {"name": "upstream", "key": "apiKey"}}},
+        "clientAuth": {"enabled": True},
+        "budget": {"limits": [{"period": "day", "maxUSD": 50}]},
+    }
+    base.update(spec)
+    return {"apiVersion": "agents.dev/v1alpha1", "kind": "AgentDeployment",
+            "metadata": {"name": name}, "spec": base}
+
+
+def apply(cluster: Cluster, namespace: str, body: dict[str, Any]) -> None:
+    cluster.kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump(body))
+
+
+def source_secret(cluster: Cluster, namespace: str, value: str = "sk-upstream-1") -> None:
+    cluster.kubectl("-n", namespace, "create", "secret", "generic", "upstream",
+                    f"--from-literal=apiKey={value}")
+
+
+def agd(cluster: Cluster, namespace: str, name: str = "bot") -> dict[str, Any]:
+    body = get(cluster, namespace, "agentdeployment", name)
+    assert body is not None
+    return body
+
+
+def converged(cluster: Cluster, namespace: str, name: str = "bot") -> dict[str, Any] | None:
+    """The AgentDeployment once status reflects its generation and every child is as rendered."""
+    body = agd(cluster, namespace, name)
+    status = body.get("status") or {}
+    if status.get("observedGeneration") != body["metadata"]["generation"]:
+        return None
+    for child in desired_children(AgentDeployment.from_body(body), BuildOptions()):
+        live = get(cluster, namespace, child["kind"].lower(), child["metadata"]["name"])
+        if live is None or not is_subset(child, live):
+            return None
+    return body
+
+
+def children(cluster: Cluster, namespace: str) -> list[tuple[str, str]]:
+    items = get(cluster, namespace, CHILD_KINDS, "-l", LABEL)
+    assert items is not None
+    return sorted((i["kind"], i["metadata"]["name"]) for i in items["items"])
+
+
+def our_fields(body: dict[str, Any]) -> dict[str, Any]:
+    """fieldsV1 of the Apply entry of manager agent-operator."""
+    for entry in body["metadata"].get("managedFields") or []:
+        if entry["manager"] == "agent-operator" and entry["operation"] == "Apply":
+            fields: dict[str, Any] = entry["fieldsV1"]
+            return fields
+    raise AssertionError("no managedFields entry of agent-operator")
+
+
+def operator_writes(cluster: Cluster, namespace: str, since: float) -> list[dict[str, Any]]:
+    """Audit entries of write requests by user agent-operator in `namespace` after `since`."""
+    from datetime import datetime
+
+    entries = []
+    for line in cluster.audit_log.read_text().splitlines():
+        if '"agent-operator"' not in line:
+            continue
+        entry = json.loads(line)
+        if entry["user"]["username"] != "agent-operator":
+            continue
+        if (entry.get("objectRef") or {}).get("namespace") != namespace:
+            continue
+        when = datetime.fromisoformat(entry["requestReceivedTimestamp"].replace("Z", "+00:00"))
+        if when.timestamp() >= since:
+            entries.append(entry)
+    return entries
+
+
+def reconciles(process: OperatorProcess) -> float:
+    """agent_operator_reconcile_total of one operator, over all results."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in process.metrics().splitlines()
+               if line.startswith("agent_operator_reconcile_total{"))
+
+
+EXPECTED_CHILDREN = sorted([
+    ("ConfigMap", "bot-budget"), ("Deployment", "bot"), ("Secret", "bot-client-keys"),
+    ("Secret", "bot-credentials"), ("Service", "bot"),
+])
+
+
+def test_apply_creates_children_and_status(cluster: Cluster, namespace: str,
+                                           operator_process: OperatorProcess) -> None:
+    source_secret(cluster, namespace)
+    apply(cluster, namespace, manifest())
+    wait_for(lambda: converged(cluster, namespace), 30, "convergence")
+    # replicas are mirrored once the Deployment controller has reported them
+    body = wait_for(lambda: (b := agd(cluster, namespace))["status"].get("replicas") == 1 and b,
+                    30, "status.replicas mirrored")
+
+    assert children(cluster, namespace) == EXPECTED_CHILDREN
+    status = body["status"]
+    assert status["observedGeneration"] == body["metadata"]["generation"]
+    assert status["phase"] == "Progressing"  # no kubelet: pods never become ready
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Ready"]["status"] == "False"
+    assert conditions["Progressing"]["status"] == "True"
+    assert conditions["Degraded"]["status"] == "False"
+    assert all(c["observedGeneration"] == body["metadata"]["generation"]
+               for c in conditions.values())
+    assert status["replicas"] == 1 and status["readyReplicas"] == 0
+    assert status["credentials"]["rotatedAt"] and status["clientKeys"]["rotatedAt"]
+    assert "sk-upstream-1" not in json.dumps(status)
+
+    secret = get(cluster, namespace, "secret", "bot-credentials")
+    assert secret is not None
+    import base64
+    assert base64.b64decode(secret["data"]["current"]).decode() == "sk-upstream-1"
+    client_keys = get(cluster, namespace, "secret", "bot-client-keys")
+    assert client_keys is not None and len(base64.b64decode(client_keys["data"]["current"])) >= 32
+
+    events = get(cluster, namespace, "events", "--field-selector",
+                 "involvedObject.kind=AgentDeployment")
+    assert events is not None
+    reasons = {e["reason"] for e in events["items"]}
+    assert {"Created", "KeyIssued", "Progressing"} <= reasons
+    metrics = operator_process.metrics()
+    assert 'agent_operator_reconcile_total{result="synced"}' in metrics
+    assert 'agent_operator_managed_objects{kind="Deployment"} 1.0' in metrics
+
+
+def test_spec_changes_are_followed_and_foreign_fields_survive(
+        cluster: Cluster, namespace: str, operator_process: OperatorProcess) -> None:
+    source_secret(cluster, namespace)
+    apply(cluster, namespace, manifest())
+    wait_for(lambda: converged(cluster, namespace), 30, "convergence")
+    client_key = get(cluster, namespace, "secret", "bot-client-keys")
+
+    # image and budget
+    apply(cluster, namespace, manifest(image="registry.example.com/bot:2.0",
+                                       budget={"limits": [{"period": "day", "maxUSD": 7}]}))
+    wait_for(lambda: converged(cluster, namespace), 30, "image and budget change")
+    deployment = get(cluster, namespace, "deployment", "bot")
+    assert deployment is not None
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":2.0")
+    budget = get(cluster, namespace, "configmap", "bot-budget")
+    assert budget is not None
+    assert json.loads(budget["data"]["budget.json"])["limits"] == [{"period": "day", "maxUSD": 7}]
+    # the generated client key is kept across reconciles
+    assert get(cluster, namespace, "secret", "bot-client-keys")["data"] == client_key["data"]  # type: ignore[index]
+
+    # a user label on the Deployment survives
+    cluster.kubectl("-n", namespace, "label", "deployment", "bot", "team=search")
+
+    # autoscaling on: the HPA appears and we release spec.replicas
+    apply(cluster, namespace, manifest(autoscaling={"minReplicas": 2, "maxReplicas": 5}))
+    wait_for(lambda: converged(cluster, namespace), 30, "autoscaling on")
+    deployment = wait_for(
+        lambda: (d := get(cluster, namespace, "deployment", "bot"))
+        and "f:replicas" not in our_fields(d)["f:spec"] and d, 30, "replicas released")
+    assert get(cluster, namespace, "hpa", "bot") is not None
+
+    # an HPA-style scale is not reverted
+    before = reconciles(operator_process)
+    cluster.kubectl("-n", namespace, "scale", "deployment", "bot", "--replicas=4")
+    wait_for(lambda: reconciles(operator_process) > before, 10, "a reconcile after the scale")
+    time.sleep(1)
+    deployment = get(cluster, namespace, "deployment", "bot")
+    assert deployment is not None and deployment["spec"]["replicas"] == 4
+    assert deployment["metadata"]["labels"]["team"] == "search"
+
+    # autoscaling off: replicas are ours again and the HPA goes
+    apply(cluster, namespace, manifest(replicas=3))
+    wait_for(lambda: (d := get(cluster, namespace, "deployment", "bot"))
+             and d["spec"]["replicas"] == 3, 30, "replicas restored")
+    wait_for(lambda: get(cluster, namespace, "hpa", "bot") is None, 30, "HPA deleted")
+    deployment = get(cluster, namespace, "deployment", "bot")
+    assert deployment is not None
+    assert "f:replicas" in our_fields(deployment)["f:spec"]
+    assert deployment["metadata"]["labels"]["team"] == "search"
+    wait_for(lambda: converged(cluster, namespace), 30, "autoscaling off")
+
+
+def test_deleted_children_are_recreated(cluster: Cluster, namespace: str,
+                                        operator_process: OperatorProcess) -> None:
+    source_secret(cluster, namespace)
+    apply(cluster, namespace, manifest())
+    wait_for(lambda: converged(cluster, namespace), 30, "convergence")
+    for kind, name in (("service", "bot"), ("configmap", "bot-budget"), ("deployment", "bot")):
+        old = get(cluster, namespace, kind, name)
+        assert old is not None
+        cluster.kubectl("-n", namespace, "delete", kind, name, "--wait=false")
+        started = time.monotonic()
+        wait_for(lambda k=kind, n=name, uid=old["metadata"]["uid"]:  # type: ignore[misc]
+                 (o := get(cluster, namespace, k, n)) is not None and o["metadata"]["uid"] != uid,
+                 5, f"{kind} {name} recreated", interval=0.1)
+        assert time.monotonic() - started < 5
+    wait_for(lambda: converged(cluster, namespace), 30, "convergence")
+    assert children(cluster, namespace) == EXPECTED_CHILDREN
+
+
+def test_idle_operator_makes_no_writes(cluster: Cluster, namespace: str,
+                                       make_operator: Callable[..., OperatorProcess]) -> None:
+    # A resync every 5 s: a dozen full reconciles happen while idling, and write nothing.
+    operator = make_operator("operator", "--resync-seconds", "5")
+    operator.start()
+    source_secret(cluster, namespace)
+    apply(cluster, namespace, manifest(autoscaling={"minReplicas": 1, "maxReplicas": 3}))
+    wait_for(lambda: converged(cluster, namespace), 30, "convergence")
+    time.sleep(5)  # let the Deployment and HPA controllers settle their status writes
+    assert operator_writes(cluster, namespace, time.time() - 600), "audit log sees our writes"
+    since, before = time.time(), reconciles(operator)
+    time.sleep(60)
+    writes = operator_writes(cluster, namespace, since)
+    assert writes == [], [(w["verb"], w["requestURI"]) for w in writes]
+    assert reconciles(operator) - before >= 10, "resyncs ran while idling"
+    assert operator.proc is not None and operator.proc.poll() is None
+
+
+def wait_for_first_write(cluster: Cluster, namespace: str, timeout: float) -> None:
+    """Block until the audit log shows the operator's first write in `namespace` (fast polling)."""
+    deadline = time.monotonic() + timeout
+    with cluster.audit_log.open() as log:
+        log.seek(0, 2)
+        while time.monotonic() < deadline:
+            line = log.readline()
+            if not line:
+                time.sleep(0.002)
+                continue
+            if '"agent-operator"' in line and f'"namespace":"{namespace}"' in line:
+                return
+    raise AssertionError("the operator wrote nothing")
+
+
+def test_kill9_mid_reconcile_then_restart_converges(cluster: Cluster, namespace: str,
+                                                    operator_process: OperatorProcess) -> None:
+    source_secret(cluster, namespace)
+    names = [f"bot-{i}" for i in range(6)]
+    cluster.kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump_all(
+        [manifest(name) for name in names]))
+    wait_for_first_write(cluster, namespace, 30)
+    operator_process.kill()  # mid-reconcile: 6 objects x 5 children are being written
+    written = len(children(cluster, namespace))
+    assert written < 6 * 5, "the kill came too late to interrupt anything"
+
+    operator_process.start()
+    for name in names:
+        wait_for(lambda n=name: converged(cluster, namespace, n), 30, f"{name} converged")  # type: ignore[misc]
+    expected = sorted((kind, child.replace("bot", name, 1)) for name in names
+                      for kind, child in EXPECTED_CHILDREN)
+    assert children(cluster, namespace) == expected
+    replicasets = get(cluster, namespace, "replicaset")
+    assert replicasets is not None and len(replicasets["items"]) == len(names)
+    for name in names:
+        status = agd(cluster, namespace, name)["status"]
+        assert status["observedGeneration"] == 1 and status["phase"] == "Progressing"
+
+
+def test_operator_survives_apiserver_restart(cluster: Cluster, namespace: str,
+                                             operator_process: OperatorProcess) -> None:
+    source_secret(cluster, namespace)
+    apply(cluster, namespace, manifest())
+    wait_for(lambda: converged(cluster, namespace), 30, "convergence")
+    cluster.restart_apiserver()
+    apply(cluster, namespace, manifest(image="registry.example.com/bot:after-restart"))
+    wait_for(lambda: converged(cluster, namespace), 90, "convergence after apiserver restart")
+    deployment = get(cluster, namespace, "deployment", "bot")
+    assert deployment is not None
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(
+        ":after-restart")
+    assert operator_process.proc is not None and operator_process.proc.poll() is None
+
+
+def test_missing_source_secret_is_degraded_then_recovers(
+        cluster: Cluster, namespace: str, operator_process: OperatorProcess) -> None:
+    apply(cluster, namespace, manifest())
+    body = wait_for(lambda: (b := agd(cluster, namespace)).get("status", {}).get("phase")
+                    == "Degraded" and b, 30, "Degraded")
+    ready = next(c for c in body["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "CredentialsSecretMissing"
+    assert "upstream" in ready["message"] and "apiKey" in ready["message"]
+    assert "Traceback" not in json.dumps(body["status"])
+    # retried with backoff (1 s, 2 s, 4 s, ...), not in a hot loop
+    time.sleep(2)
+    before = reconciles(operator_process)
+    time.sleep(6)
+    assert reconciles(operator_process) - before <= 3
+    # everything but the credentials Secret is there meanwhile
+    assert get(cluster, namespace, "deployment", "bot") is not None
+    assert get(cluster, namespace, "secret", "bot-credentials") is None
+    source_secret(cluster, namespace)
+    wait_for(lambda: converged(cluster, namespace), 30, "recovery (retry with backoff)")
+    assert agd(cluster, namespace)["status"]["phase"] == "Progressing"
+    events = get(cluster, namespace, "events", "--field-selector",
+                 "reason=CredentialsSecretMissing")
+    assert events is not None and len(events["items"]) == 1  # announced once, not per retry
+
+
+def test_delete_removes_children_by_garbage_collection(
+        cluster: Cluster, namespace: str, operator_process: OperatorProcess) -> None:
+    source_secret(cluster, namespace)
+    apply(cluster, namespace, manifest(autoscaling={"minReplicas": 1, "maxReplicas": 3}))
+    wait_for(lambda: converged(cluster, namespace), 30, "convergence")
+    assert agd(cluster, namespace)["metadata"].get("finalizers") is None
+    cluster.kubectl("-n", namespace, "delete", "agentdeployment", "bot", "--wait=false")
+    wait_for(lambda: children(cluster, namespace) == [], 60, "children garbage-collected")
+
+
+def test_of_two_peered_replicas_only_one_acts(
+        cluster: Cluster, namespace: str, peering_crds: None,
+        make_operator: Callable[..., OperatorProcess]) -> None:
+    cluster.kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump(
+        {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering",
+         "metadata": {"name": "agent-operator"}}))
+    # low resyncs every second: its timers must stay quiet while it is paused
+    low = make_operator("low", "--peering", "agent-operator", "--priority", "50",
+                        "--resync-seconds", "1")
+    high = make_operator("high", "--peering", "agent-operator", "--priority", "100")
+    low.start()
+    source_secret(cluster, namespace)
+    apply(cluster, namespace, manifest())
+    wait_for(lambda: converged(cluster, namespace), 30, "convergence by the first replica")
+    assert "created Deployment bot" in low.logs()
+
+    high.start()
+    wait_for(lambda: "Pausing operations in favour of" in low.logs(), 30, "low pauses")
+    time.sleep(2.5)  # the peering gate caches its answer for 2 s
+    before = reconciles(low)
+    time.sleep(4)
+    assert reconciles(low) == before, "a paused replica reconciled on a timer"
+    assert reconciles(high) >= 1
+    apply(cluster, namespace, manifest(image="registry.example.com/bot:2.0"))
+    wait_for(lambda: converged(cluster, namespace), 30, "change handled by the active replica")
+    assert "updated Deployment bot" in high.logs()
+    assert "updated " not in low.logs()
+
+    high.stop()  # a graceful exit leaves the peering at once
+    wait_for(lambda: "Resuming operations" in low.logs().split("Pausing operations")[-1], 30,
+             "low resumes")
+    apply(cluster, namespace, manifest(image="registry.example.com/bot:3.0"))
+    wait_for(lambda: converged(cluster, namespace), 30, "takeover by the other replica")
+    assert "updated Deployment bot" in low.logs()

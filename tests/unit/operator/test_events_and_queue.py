@@ -1,0 +1,97 @@
+"""Events chosen per reconcile, the work queue, owner keys and settings."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from agent_operator.operator.config import load
+from agent_operator.operator.events import Change, transition_events
+from agent_operator.operator.handlers import owner_key
+from agent_operator.operator.workqueue import ShutDown, WorkQueue
+
+
+def status(phase: str, degraded: str = "False", reason: str = "AsExpected") -> dict[str, Any]:
+    return {"phase": phase, "conditions": [
+        {"type": "Ready", "status": "False", "message": "0 of 1 replicas available"},
+        {"type": "Degraded", "status": degraded, "reason": reason, "message": "m"}]}
+
+
+def test_nothing_changed_posts_nothing() -> None:
+    assert transition_events(status("Progressing"), status("Progressing"), []) == []
+    degraded = status("Degraded", "True", "CredentialsSecretMissing")
+    assert transition_events(degraded, degraded, []) == []  # a retry announces nothing
+
+
+def test_transitions_post_events() -> None:
+    events = transition_events(None, status("Progressing"),
+                               [Change("Deployment", "bot", "created")], ["bot-credentials"])
+    assert [(e.type, e.reason) for e in events] == [
+        ("Normal", "Created"), ("Normal", "KeyIssued"), ("Normal", "Progressing")]
+    degraded = status("Degraded", "True", "CredentialsSecretMissing")
+    [warning] = transition_events(status("Progressing"), degraded, [])
+    assert (warning.type, warning.reason) == ("Warning", "CredentialsSecretMissing")
+    other = status("Degraded", "True", "InvalidSpec")
+    assert [e.reason for e in transition_events(degraded, other, [])] == ["InvalidSpec"]
+    assert [e.reason for e in transition_events(degraded, status("Progressing"), [])] == [
+        "Progressing"]
+
+
+def test_owner_key_from_controller_reference_or_label() -> None:
+    child = {"metadata": {"namespace": "ns", "ownerReferences": [
+        {"apiVersion": "agents.dev/v1alpha1", "kind": "AgentDeployment", "name": "bot"}]}}
+    assert owner_key(child) == ("ns", "bot")
+    labelled = {"metadata": {"namespace": "ns", "labels": {"agents.dev/agent": "b2"}}}
+    assert owner_key(labelled) == ("ns", "b2")
+    assert owner_key({"metadata": {"namespace": "ns"}}) is None
+
+
+async def test_queue_deduplicates_and_requeues_keys_added_while_processing() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    await queue.add("a")
+    await queue.add("a")
+    assert len(queue) == 1
+    key = await queue.get()
+    await queue.add("a")  # while held: not handed to a second worker
+    assert len(queue) == 0
+    await queue.done(key)
+    assert len(queue) == 1 and await queue.get() == "a"
+
+
+def test_queue_backoff_doubles_and_ignores_bursts_until_forgotten() -> None:
+    now = [100.0]
+    queue: WorkQueue[str] = WorkQueue(base=1.0, cap=5.0, clock=lambda: now[0])
+    delays = []
+    for _ in range(5):  # each retry comes when the previous delay has passed
+        delays.append(queue.backoff("a"))
+        now[0] += delays[-1]
+    assert delays == [1.0, 1.0, 2.0, 4.0, 5.0]  # retries at +1, +2, +4, +8, then capped
+    queue.forget("a")
+    # a burst of failures (events) at one instant does not push the retry out
+    assert [queue.backoff("a") for _ in range(10)] == [1.0] * 10
+
+
+async def test_queue_add_after_keeps_the_earliest_deadline() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    queue.add_after("a", 0.05)
+    queue.add_after("a", 100)
+    assert await asyncio.wait_for(queue.get(), 2) == "a"
+    await queue.shutdown()
+    try:
+        await queue.get()
+        raise AssertionError("expected ShutDown")
+    except ShutDown:
+        pass
+
+
+def test_settings_from_flags_over_environment() -> None:
+    env = {"AGENT_OPERATOR_NAMESPACES": "a,b", "AGENT_OPERATOR_WORKERS": "2",
+           "AGENT_OPERATOR_PEERING": "agents"}
+    config = load([], env)
+    assert config.namespaces == ("a", "b") and config.workers == 2
+    assert config.peering == "agents" and not config.clusterwide
+    config = load(["-n", "c", "--workers", "8", "--gateway-image", "gw:2"], env)
+    assert config.namespaces == ("c",) and config.workers == 8
+    assert config.build.gateway_image == "gw:2"
+    assert load(["--all-namespaces"], env).clusterwide
+    assert load(["--standalone"], {}).standalone
