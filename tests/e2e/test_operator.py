@@ -203,12 +203,17 @@ def test_spec_changes_are_followed_and_foreign_fields_survive(
     # a user label on the Deployment survives
     cluster.kubectl("-n", namespace, "label", "deployment", "bot", "team=search")
 
-    # autoscaling on: the HPA appears and we release spec.replicas
+    # autoscaling on: the HPA appears and we release spec.replicas, handing the
+    # live count over instead of letting the server reset it to 1
+    apply(cluster, namespace, manifest(replicas=3))
+    wait_for(lambda: (d := get(cluster, namespace, "deployment", "bot"))
+             and d["spec"]["replicas"] == 3, 30, "replicas 3")
     apply(cluster, namespace, manifest(autoscaling={"minReplicas": 2, "maxReplicas": 5}))
     wait_for(lambda: converged(cluster, namespace), 30, "autoscaling on")
     deployment = wait_for(
         lambda: (d := get(cluster, namespace, "deployment", "bot"))
         and "f:replicas" not in our_fields(d)["f:spec"] and d, 30, "replicas released")
+    assert deployment["spec"]["replicas"] == 3
     assert get(cluster, namespace, "hpa", "bot") is not None
 
     # an HPA-style scale is not reverted

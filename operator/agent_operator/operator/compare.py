@@ -19,6 +19,8 @@ from typing import Any, Final, Literal
 from kubernetes.utils import parse_quantity
 
 HASH_ANNOTATION: Final = "agents.dev/desired-hash"
+# Holds spec.replicas between our release of it and the HPA's first scale.
+HANDOFF_MANAGER: Final = "agent-operator-handoff"
 # Quantity-valued keys: the server canonicalises them ("0.5" -> "500m").
 _QUANTITY_PARENTS: Final = frozenset({"limits", "requests"})
 _QUANTITY_KEYS: Final = frozenset({"averageValue", "value"})
@@ -115,3 +117,32 @@ def verdict(desired: Mapping[str, Any], live: Mapping[str, Any] | None) -> Verdi
     if not is_subset(desired, live):
         return "drifted"
     return None
+
+
+def owns_replicas(live: Mapping[str, Any], manager: str) -> bool:
+    """True when `manager`'s Apply entry in live managedFields holds spec.replicas."""
+    for entry in live.get("metadata", {}).get("managedFields") or []:
+        if entry.get("manager") == manager and entry.get("operation") == "Apply":
+            return "f:replicas" in (entry.get("fieldsV1") or {}).get("f:spec", {})
+    return False
+
+
+def replicas_handoff(desired: Mapping[str, Any], live: Mapping[str, Any] | None,
+                     manager: str) -> dict[str, Any] | None:
+    """The apply (as HANDOFF_MANAGER) that keeps the live replica count when we release it.
+
+    An apply that drops a field nobody else owns removes it, and the server
+    defaults replicas to 1: switching autoscaling on would scale a busy
+    Deployment down until the HPA reacts. A second manager co-owning the
+    field at its live value keeps it; the HPA's scale updates take it over.
+    """
+    if desired.get("kind") != "Deployment" or live is None:
+        return None
+    if "replicas" in desired.get("spec", {}) or not owns_replicas(live, manager):
+        return None
+    meta = desired["metadata"]
+    return {
+        "apiVersion": desired["apiVersion"], "kind": "Deployment",
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+        "spec": {"replicas": live.get("spec", {}).get("replicas", 1)},
+    }

@@ -96,8 +96,8 @@ class Kube:
         """Any object by its API path, or None when it (or its kind) does not exist."""
         return self._call("GET", path)
 
-    def apply(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Server-side apply as field manager agent-operator, taking over conflicting fields.
+    def apply(self, body: Mapping[str, Any], manager: str = FIELD_MANAGER) -> dict[str, Any]:
+        """Server-side apply as field manager `manager`, taking over conflicting fields.
 
         force=True: we send only fields we own, so a conflict means another
         writer changed one of ours and ours must win.
@@ -105,7 +105,7 @@ class Kube:
         meta = body["metadata"]
         result = self._call(
             "PATCH", KINDS[body["kind"]].path(meta["namespace"], meta["name"]),
-            {"fieldManager": FIELD_MANAGER, "force": "true"}, dict(body),
+            {"fieldManager": manager, "force": "true"}, dict(body),
             "application/apply-patch+yaml",
         )
         assert result is not None

@@ -17,7 +17,12 @@ from agent_operator.api import AgentDeployment, InvalidSpec
 from agent_operator.builders import BuildOptions, desired_children
 from agent_operator.builders.labels import client_keys_name, credentials_name
 from agent_operator.operator import metrics
-from agent_operator.operator.compare import verdict, with_hash
+from agent_operator.operator.compare import (
+    HANDOFF_MANAGER,
+    replicas_handoff,
+    verdict,
+    with_hash,
+)
 from agent_operator.operator.credentials import (
     GeneratedIssuer,
     credentials_issuer,
@@ -135,6 +140,10 @@ class Reconciler:
         if why is None:
             assert live is not None
             return live, None, new_key
+        handoff = replicas_handoff(desired, live, FIELD_MANAGER)
+        if handoff is not None:
+            self.kube.apply(handoff, HANDOFF_MANAGER)
+            metrics.WRITES.labels(verb="apply", kind=kind).inc()
         applied = self.kube.apply(desired)
         metrics.WRITES.labels(verb="apply", kind=kind).inc()
         action: Literal["created", "updated"] = "created" if why == "missing" else "updated"

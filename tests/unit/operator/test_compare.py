@@ -11,6 +11,7 @@ from agent_operator.operator.compare import (
     HASH_ANNOTATION,
     desired_hash,
     is_subset,
+    replicas_handoff,
     verdict,
     with_hash,
 )
@@ -101,3 +102,38 @@ def test_types_matter() -> None:
     assert is_subset({"a": 1}, {"a": 1.0})
     assert is_subset({"a": None}, {})
     assert not is_subset({"a": {}}, {})
+
+
+def _deployment(replicas: int | None, owner_has_replicas: bool) -> dict[str, Any]:
+    spec_fields: dict[str, Any] = {"f:template": {}}
+    if owner_has_replicas:
+        spec_fields["f:replicas"] = {}
+    body: dict[str, Any] = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "bot", "namespace": "ns", "managedFields": [
+            {"manager": "agent-operator", "operation": "Apply",
+             "fieldsV1": {"f:spec": spec_fields}}]},
+        "spec": {"template": {}},
+    }
+    if replicas is not None:
+        body["spec"]["replicas"] = replicas
+    return body
+
+
+def test_releasing_replicas_hands_the_live_count_over() -> None:
+    desired = {"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "bot", "namespace": "ns"}, "spec": {"template": {}}}
+    live = _deployment(replicas=3, owner_has_replicas=True)
+    handoff = replicas_handoff(desired, live, "agent-operator")
+    assert handoff == {"apiVersion": "apps/v1", "kind": "Deployment",
+                       "metadata": {"name": "bot", "namespace": "ns"},
+                       "spec": {"replicas": 3}}
+
+
+def test_no_handoff_while_we_keep_or_no_longer_own_replicas() -> None:
+    keeping = {"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "bot", "namespace": "ns"}, "spec": {"replicas": 2}}
+    releasing = {**keeping, "spec": {}}
+    assert replicas_handoff(keeping, _deployment(3, True), "agent-operator") is None
+    assert replicas_handoff(releasing, _deployment(3, False), "agent-operator") is None
+    assert replicas_handoff(releasing, None, "agent-operator") is None
