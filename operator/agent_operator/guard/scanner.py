@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from agent_operator.guard.decode import decode_payloads
 from agent_operator.guard.jsonpath import Step, collect, parse_path
+from agent_operator.guard.model import FAMILY, RULE_ID, LinearModel, load_model
 from agent_operator.guard.normalise import Views, normalise
 from agent_operator.guard.rules import Rule, RuleSet, load_rules
 
@@ -24,6 +25,9 @@ DEFAULT_THRESHOLD = 0.45
 # for base64-of-URL-encoding, bounded against decompression-bomb-like nesting.
 _MAX_DEPTH = 2
 _LONG_TOKEN = 16
+# A rule score (or noisy-OR of several) this high is never overruled by the
+# learned scorer: literal attack shapes stay blocked whatever the words say.
+_STRONG = 0.9
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +79,17 @@ class PromptGuard:
         extra_patterns: Sequence[str] = (),
         threshold: float = DEFAULT_THRESHOLD,
         rules: RuleSet | None = None,
+        *,
+        learned: bool = True,
+        model: LinearModel | None = None,
     ) -> None:
         """Compile everything once.
 
         ``extra_patterns`` are regexes matched case-insensitively against the
         normalised text; each is a rule ``extra.N`` of score 1. An invalid one
         raises ``ValueError`` naming it. ``rules`` replaces the shipped set.
+        ``learned=False`` turns the learned scorer off (rules only); ``model``
+        replaces the shipped one.
         """
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"threshold must be in (0, 1], not {threshold}")
@@ -95,6 +104,7 @@ class PromptGuard:
         self._rules = ruleset.rules
         self._signals = ruleset.signals
         self._extras = tuple(extras)
+        self._model = (model or load_model()) if learned else None
         self._always = tuple(r for r in ruleset.rules if not r.keywords and not r.substrings)
         index: dict[str, list[Rule]] = {}
         for rule in ruleset.rules:
@@ -141,7 +151,23 @@ class PromptGuard:
         return self._verdict(findings)
 
     def _verdict(self, findings: dict[str, Finding]) -> Verdict:
+        # The learned score already weighs every word: it is not one more
+        # independent signal, so it does not join the noisy-OR. It decides
+        # only when the rules alone do not flag (then it alone is listed), so
+        # that clients see the rule that matched whenever there is one.
+        learned = findings.pop(RULE_ID, None)
         score = _combine(findings)
+        if learned is not None and self._model is not None:
+            p = round(learned.score, 9)
+            if score < _STRONG and p < self._model.veto:
+                # Only weak rules matched and the model is confident the
+                # words are benign ("run the tests in debug mode"): overruled.
+                score = 0.0
+            # The model was calibrated as a detector at the threshold (on
+            # dev): below it, its probability says nothing and is left out.
+            if p >= self.threshold and score < self.threshold:
+                findings[RULE_ID] = learned
+                score = p
         # Ties go to the rule listed first in the rules file.
         last = len(self._order)
         ordered = tuple(
@@ -152,24 +178,25 @@ class PromptGuard:
         )
         return Verdict(flagged=score >= self.threshold, score=score, findings=ordered)
 
-    def _candidates(self, views: Views) -> list[Rule]:
+    def _candidates(self, views: Views, present: set[str]) -> list[Rule]:
         if views.signals:
             # Obfuscation may have broken the keywords: run every rule.
             return list(self._rules)
         hits: set[Rule] = {r for r in self._always if not r.obfuscated}
-        for keyword in self._keywords.intersection(views.tokens):
+        for keyword in self._keywords.intersection(present):
             hits.update(self._index[keyword])
         if self._substring_re is not None and not views.text.isascii():
             for found in set(self._substring_re.findall(views.words)):
                 hits.update(self._by_substring[found])
         if any(r.requires for r in hits):
-            present = set(views.tokens)
             hits = {r for r in hits if not r.requires or not r.requires.isdisjoint(present)}
         return sorted(hits, key=lambda r: self._order[r.id])
 
     def _scan(self, raw: str, findings: dict[str, Finding], depth: int) -> None:
         views = normalise(raw)
-        for rule in self._candidates(views):
+        # One set of the words, shared by rule selection and the model.
+        present = set(views.tokens)
+        for rule in self._candidates(views, present):
             target = getattr(views, rule.view)
             if rule.regex.search(target):
                 _add(findings, Finding(rule.id, rule.family, rule.score))
@@ -178,12 +205,22 @@ class PromptGuard:
                 _add(findings, Finding(rule_id, "extra", 1.0))
         for signal in views.signals:
             self._signal(findings, signal)
+        if self._model is not None and views.tokens:
+            # Kept as the highest probability over all texts scanned;
+            # _verdict lists it only when it decides the verdict.
+            p = self._model.probability(views.tokens, present)
+            _add(findings, Finding(RULE_ID, FAMILY, p))
         if depth >= _MAX_DEPTH or not _may_hide_payload(raw, views):
             return
         for decoded in decode_payloads(raw):
             inner: dict[str, Finding] = {}
             self._scan(decoded, inner, depth + 1)
-            if any(f.family != "obfuscation" for f in inner.values()):
+            # The model's probability is there for every text: it counts as
+            # something hidden only when it would flag.
+            if any(
+                f.family != "obfuscation" and (f.rule != RULE_ID or f.score >= self.threshold)
+                for f in inner.values()
+            ):
                 self._signal(findings, "encoded-payload")
             for finding in inner.values():
                 _add(findings, finding)
