@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from agent_operator.operator.config import load
 from agent_operator.operator.events import Change, transition_events
 from agent_operator.operator.handlers import owner_key
@@ -77,11 +79,8 @@ async def test_queue_add_after_keeps_the_earliest_deadline() -> None:
     queue.add_after("a", 100)
     assert await asyncio.wait_for(queue.get(), 2) == "a"
     await queue.shutdown()
-    try:
+    with pytest.raises(ShutDown):
         await queue.get()
-        raise AssertionError("expected ShutDown")
-    except ShutDown:
-        pass
 
 
 def test_settings_from_flags_over_environment() -> None:
