@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from yarl import URL
+
 from agent_operator.gateway.call import Call
 from agent_operator.gateway.config import Settings
 from agent_operator.gateway.state import GatewayState
@@ -44,7 +46,8 @@ class Accountant:
         self.log = log
         self.tracing = tracing
         self.provider = GENAI_PROVIDER[settings.provider]
-        self.server = settings.upstream_url
+        # semconv: a host name, and never the whole URL (it may carry userinfo)
+        self.server = URL(settings.upstream_url).host or ""
         self._warned_unknown: set[str] = set()
 
     def begin(self, call: Call) -> None:

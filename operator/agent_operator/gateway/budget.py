@@ -89,7 +89,20 @@ def _price(raw: Any, where: str) -> Price:
 
 
 def parse_budget(raw: Any) -> BudgetConfig:
-    """Validate the decoded budget.json into a BudgetConfig."""
+    """Validate the decoded budget.json into a BudgetConfig.
+
+    Every malformed shape raises BudgetFileError (a wrong type must not
+    escape as TypeError and stop the reload loop).
+    """
+    try:
+        return _parse_budget(raw)
+    except (TypeError, ValueError, AttributeError) as exc:
+        if isinstance(exc, BudgetFileError):
+            raise
+        raise BudgetFileError(f"budget.json: malformed ({exc})") from exc
+
+
+def _parse_budget(raw: Any) -> BudgetConfig:
     if not isinstance(raw, Mapping):
         raise BudgetFileError("budget.json: expected a JSON object")
     limits = []
@@ -200,7 +213,8 @@ class Budget:
             return
         keys = self.keys(now)
         before = [self.store.spent(k) for k in keys]
-        self.store.add(keys, usd)
+        # two limits of one period (say 5 and 10 USD a day) share a key: charge it once
+        self.store.add(dict.fromkeys(keys), usd)
         for limit, key, spent_before in zip(config.limits, keys, before, strict=True):
             spent_after = spent_before + usd
             for threshold in config.alert_thresholds:

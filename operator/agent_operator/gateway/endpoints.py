@@ -20,8 +20,10 @@ def endpoint_kind(method: str, path: str, provider: str) -> str | None:
         return None
     for suffix, kind in _ENDPOINTS:
         if path.endswith(suffix):
-            # /v1/messages is Anthropic's only; the others are OpenAI-shaped
-            return kind if (kind == "messages") == (provider == "anthropic") else None
+            # /v1/messages is billed only for Anthropic (OpenAI's POST .../threads/{id}/messages
+            # is not a model call); the OpenAI shapes are billed for every provider, since
+            # Anthropic serves /v1/chat/completions too (its OpenAI SDK compatibility)
+            return None if kind == "messages" and provider != "anthropic" else kind
     return None
 
 

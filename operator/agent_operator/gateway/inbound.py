@@ -6,6 +6,7 @@ auth is on, the caller's key is checked and not passed on to the agent.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from agent_operator.gateway.guarding import Guard
 from agent_operator.gateway.state import GatewayState
 from agent_operator.gateway.telemetry import JsonLog, Metrics
 from agent_operator.gateway.wire import (
+    DECODED_BY_SERVER,
     HOP_BY_HOP,
     REQUEST_ID,
     copy_headers,
@@ -31,6 +33,9 @@ _CLIENT_CREDENTIALS = ("authorization", "x-api-key")
 _RESPONSE_DROP = drop_set(HOP_BY_HOP)
 _READ_WHOLE_MAX = 1 << 20  # bodies up to 1 MiB are read whole (cheaper than chunked)
 _ROUTES_MAX = 64  # bounds the route label's cardinality
+# the guard scans ~15 MB/s: a larger body is scanned in a thread, so one big
+# request does not stall both doors' event loop for seconds (64 MiB ~ 4 s)
+_SCAN_INLINE_MAX = 256 * 1024
 
 
 class Inbound:
@@ -110,12 +115,26 @@ class Inbound:
         """Scan JSON bodies; block answers 400 naming the rule, flag only records."""
         if not self.guard.active or not request.body_exists or not _is_json(request):
             return None, None
-        body = await request.read()
+        encoding = request.headers.get("Content-Encoding", "").lower()
+        if encoding not in ("", "identity") and encoding not in DECODED_BY_SERVER:
+            # still encoded: the guard cannot read it, the agent might
+            if self.guard.mode == "block":
+                fields["guard_action"] = "unscannable"
+                return None, json_error(
+                    415,
+                    "request body in a Content-Encoding the prompt guard cannot read",
+                    "unsupported_content_encoding",
+                )
+            return None, None
+        body = await request.read()  # decoded by the server when it was gzip/deflate/br/zstd
         try:
             payload = json.loads(body)
         except ValueError:
             return body, None  # not JSON after all: nothing to scan, the agent decides
-        result = self.guard.scan(payload)
+        if len(body) > _SCAN_INLINE_MAX:
+            result = await asyncio.to_thread(self.guard.scan, payload)
+        else:
+            result = self.guard.scan(payload)
         if not result.flagged:
             return body, None
         rule = result.rule or "unknown"
@@ -141,6 +160,9 @@ class Inbound:
     ) -> web.StreamResponse:
         """Proxy to the agent, streaming the request and the response."""
         headers = copy_headers(request.headers, self.request_drop)
+        if request.headers.get("Content-Encoding", "").lower() in DECODED_BY_SERVER:
+            # the server already decoded the body; labelling it encoded would corrupt it
+            del headers["Content-Encoding"]
         headers[REQUEST_ID] = request_id
         peer = request.remote or ""
         forwarded = request.headers.get("X-Forwarded-For")
@@ -192,6 +214,9 @@ class Inbound:
             if request.transport is not None:
                 request.transport.close()
             return response
+        except BaseException:
+            upstream.close()  # cancelled (e.g. at shutdown): never leak the agent connection
+            raise
         upstream.release()
         return response
 
@@ -240,5 +265,8 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
 
 
 def _is_json(request: web.BaseRequest) -> bool:
+    """JSON by its type, or untyped: FastAPI and Starlette parse an untyped body as JSON."""
+    if "Content-Type" not in request.headers:
+        return True
     ctype = request.content_type
     return ctype == "application/json" or ctype.endswith("+json")

@@ -51,7 +51,9 @@ def upstream_key_from(files: dict[str, str]) -> UpstreamKey:
 
 
 def digest(key: str) -> bytes:
-    return hashlib.sha256(key.encode("utf-8")).digest()
+    # surrogateescape: aiohttp hands non-UTF-8 header bytes over as surrogates; a
+    # plain encode() raised, answering 500 and logging the presented key in the error
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()
 
 
 @dataclass(frozen=True, slots=True)

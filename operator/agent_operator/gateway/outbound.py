@@ -36,9 +36,10 @@ from agent_operator.gateway.resilience import (
 )
 from agent_operator.gateway.state import GatewayState
 from agent_operator.gateway.telemetry import JsonLog, Metrics
-from agent_operator.gateway.usage import SseTap, UsageMeter
+from agent_operator.gateway.usage import SseTap, UsageMeter, content_chars
 from agent_operator.gateway.wire import (
     AGENT_CREDENTIALS,
+    DECODED_BY_SERVER,
     HOP_BY_HOP,
     REQUEST_ID,
     copy_headers,
@@ -199,12 +200,15 @@ class Outbound:
                 503, "upstream key not loaded yet", "not_ready", anthropic=self.anthropic
             )
         headers = copy_headers(request.headers, _REQUEST_DROP)
+        if request.headers.get("Content-Encoding", "").lower() in DECODED_BY_SERVER:
+            del headers["Content-Encoding"]  # call.body was decoded by the server
         headers[self.key_header] = self.key_prefix + key.value
         headers["Accept-Encoding"] = "identity"
         url = URL.build(
             scheme=self.base.scheme,
             authority=self.base.raw_authority,
-            path=upstream_path(self.base, call.path),
+            # the raw (still escaped) path: decoded, a %3F or %2F would change the URL
+            path=upstream_path(self.base, request.raw_path.split("?", 1)[0]),
             query_string=request.query_string,
             encoded=True,
         )
@@ -340,7 +344,9 @@ class Outbound:
         if upstream.status < 300:
             with contextlib.suppress(ValueError):
                 meter.feed(json.loads(body))
-            self.accountant.charge(call, meter, complete=True, delivered_chars=0)
+            # no usage in the answer: estimate output from its text, never charge it as free
+            delivered = 0 if meter.found else content_chars(body)
+            self.accountant.charge(call, meter, complete=True, delivered_chars=delivered)
         headers = copy_headers(upstream.headers, _RESPONSE_DROP)
         headers[REQUEST_ID] = call.request_id
         return web.Response(status=upstream.status, body=body, headers=headers)

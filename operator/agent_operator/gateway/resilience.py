@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -38,6 +39,8 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         return None
     if moment is None:
         return None
+    if moment.tzinfo is None:  # "-0000" zone: HTTP-dates are GMT, not the host's local time
+        moment = moment.replace(tzinfo=UTC)
     return max(0.0, moment.timestamp() - now)
 
 

@@ -83,7 +83,10 @@ class Reloader:
     async def run(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
-            self.poll()
+            try:
+                self.poll()
+            except Exception as exc:  # an unforeseen error must not end hot reload for good
+                self.log.emit("error", "reload_failed", volume="-", error=repr(exc))
 
     def _load_credentials(self, directory: Path) -> bool:
         snapshot = load_secret(directory)

@@ -143,6 +143,11 @@ class SseTap:
         return b"".join(kept)
 
 
+def content_chars(data: bytes) -> int:
+    """Characters of generated text in a JSON body or SSE stream (for estimates)."""
+    return sum(len(match.group(1)) for match in _CONTENT.finditer(data))
+
+
 def estimate_tokens(chars: int) -> int:
     """Rough token count for `chars` characters of text (at least 1 when chars > 0)."""
     return (chars + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN

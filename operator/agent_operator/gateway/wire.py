@@ -29,6 +29,10 @@ HOP_BY_HOP = frozenset(
 # credentials the agent may send: the gateway injects its own, never forwards these
 AGENT_CREDENTIALS = frozenset({"authorization", "x-api-key", "api-key"})
 REQUEST_ID = "X-Request-ID"
+# request Content-Encodings that aiohttp's server decodes before a handler reads
+# the body (aiohttp.http_parser, with its own cap against zip bombs): a body
+# forwarded from such a request is plain and must lose the label
+DECODED_BY_SERVER = frozenset({"gzip", "deflate", "br", "zstd"})
 
 
 _ID_PREFIX = os.urandom(8).hex()
@@ -41,7 +45,11 @@ def new_request_id() -> str:
 
 
 def copy_headers(headers: Mapping[str, str], drop: frozenset[str]) -> CIMultiDict[str]:
-    """Headers minus the (lower-case) names in `drop`; repeated headers kept."""
+    """Headers minus the (lower-case) names in `drop` and those the `Connection`
+    header names (RFC 9110 section 7.6.1: hop-by-hop too); repeated headers kept."""
+    connection = headers.get("Connection")
+    if connection:
+        drop = drop | {token.strip().lower() for token in connection.split(",")}
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in headers.items():
         if name.lower() not in drop:

@@ -41,13 +41,19 @@ def parse_path(path: str) -> tuple[Step, ...]:
 
 
 def iter_strings(node: object) -> Iterator[str]:
-    """Every string value below ``node`` (object keys excluded)."""
+    """Every string value below ``node``, and every distinct object key: an
+    agent that puts the JSON itself into a prompt shows the model its keys too."""
     stack = [node]
+    keys: set[str] = set()
     while stack:
         item = stack.pop()
         if isinstance(item, str):
             yield item
         elif isinstance(item, dict):
+            for key in item:
+                if key not in keys:  # "role", "content" once per body, not per message
+                    keys.add(key)
+                    yield key
             stack.extend(reversed(list(item.values())))
         elif isinstance(item, list):
             stack.extend(reversed(item))

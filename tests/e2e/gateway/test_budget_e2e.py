@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 
 import aiohttp
@@ -85,9 +84,14 @@ async def test_broken_budget_file_keeps_the_last_good_one(tmp_path: Path) -> Non
     budget = budget_json(limits=[{"period": "day", "maxUSD": 0.0}])
     async with FakeUpstream() as up, run_gateway(tmp_path, up.url + "/v1", budget=budget) as gw:
         gw.budget.update({"budget.json": "{not json"})
+        failed: list[dict[str, object]] = []
         for _ in range(50):
             await asyncio.sleep(0.1)
-            if any(r.get("event") == "reload_failed" for r in gw.logs()):
+            failed = [r for r in gw.logs() if r.get("event") == "reload_failed"]
+            if failed:
                 break
+        # the broken file was read and refused (not merely never noticed) ...
+        assert failed and failed[0]["volume"] == "budget"
+        # ... and the last good limit (0 USD) still holds
         assert (await post(gw.outbound + "/v1/chat/completions", CHAT))[0] == 429
-        assert json.loads(budget)["limits"][0]["maxUSD"] == 0.0
+        assert len(up.requests) == 0

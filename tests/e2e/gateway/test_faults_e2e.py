@@ -172,3 +172,17 @@ async def test_non_stream_cut_body_is_retried(tmp_path: Path) -> None:
         status, body, _ = await post(gw.outbound + "/v1/chat/completions", CHAT)
         assert status == 200 and json.dumps(body)
         assert len(up.requests) == 2
+
+
+async def test_missing_usage_in_a_plain_answer_charges_its_output(tmp_path: Path) -> None:
+    async with FakeUpstream() as up, run_gateway(tmp_path, up.url + "/v1") as gw:
+        up.enqueue(Fault.no_usage())
+        status, _, _ = await post(gw.outbound + "/v1/chat/completions", CHAT)
+        assert status == 200
+        log = await gw.last_log()
+        assert log["usage_estimated"] is True
+        assert log["usage_estimate_reason"] == "usage_missing"
+        text = "Hello from the fake upstream model with tokens to count"
+        # output was charged as 0 tokens before: the answer's text was never counted
+        assert log["output_tokens"] == (len(text) + 3) // 4
+        assert log["cost_usd"] > 0

@@ -222,3 +222,53 @@ async def test_cookies_go_to_the_caller_never_to_other_callers(tmp_path: Path) -
             assert "session=agent-session-1" in r.headers["Set-Cookie"]
         _, body, _ = await call(gw.inbound + "/next")  # another caller, no cookie
         assert "cookie" not in body["headers"]  # type: ignore[index,operator]
+
+
+async def test_guard_block_scans_untyped_and_compressed_json(tmp_path: Path) -> None:
+    import gzip
+    import zlib
+
+    raw = json.dumps(INJECTION).encode()
+    async with (
+        FakeUpstream() as up,
+        FakeAgent() as agent,
+        run_gateway(tmp_path, up.url, agent_url=agent.url, args=["--prompt-guard", "block"]) as gw,
+        aiohttp.ClientSession() as s,
+    ):
+        # no Content-Type: FastAPI still parses the body as JSON
+        async with s.post(gw.inbound + "/chat", data=raw, skip_auto_headers=["Content-Type"]) as r:
+            assert r.status == 400
+            assert (await r.json())["error"]["type"] == "prompt_guard_blocked"
+        json_type = {"Content-Type": "application/json"}
+        for encoding, packed in (("gzip", gzip.compress(raw)), ("deflate", zlib.compress(raw))):
+            headers = {**json_type, "Content-Encoding": encoding}
+            async with s.post(gw.inbound + "/chat", data=packed, headers=headers) as r:
+                assert r.status == 400, encoding
+        # an encoding the guard cannot read is refused in block mode, not waved through
+        headers = {**json_type, "Content-Encoding": "x-gzip"}
+        async with s.post(gw.inbound + "/chat", data=gzip.compress(raw), headers=headers) as r:
+            assert r.status == 415
+            assert (await r.json())["error"]["type"] == "unsupported_content_encoding"
+        assert agent.requests == []
+
+
+async def test_compressed_request_body_reaches_the_agent_intact(tmp_path: Path) -> None:
+    import gzip
+
+    plain = b'{"messages": [{"content": "hello"}]}'
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    for guard in ("block", "off"):
+        async with (
+            FakeUpstream() as up,
+            FakeAgent() as agent,
+            run_gateway(
+                tmp_path / guard, up.url, agent_url=agent.url, args=["--prompt-guard", guard]
+            ) as gw,
+            aiohttp.ClientSession() as s,
+        ):
+            data = gzip.compress(plain)
+            async with s.post(gw.inbound + "/chat", data=data, headers=headers) as r:
+                assert r.status == 200, guard
+            # aiohttp's server decodes the body, so it must not stay labelled gzip
+            assert len(agent.requests) == 1 and agent.requests[0].body == plain, guard
+            assert "content-encoding" not in agent.requests[0].headers

@@ -65,15 +65,16 @@ async def test_upstream_key_swap_under_200_concurrent_requests(tmp_path: Path) -
                 await asyncio.sleep(0.3)
                 gw.credentials.update(secret_files(NEW_KEY, previous=UPSTREAM_KEY))
                 swapped_at.append(time.monotonic())
-                await asyncio.sleep(1.0)  # load goes on after the swap
+                await asyncio.sleep(3.0)  # load goes on after the swap
 
             statuses = await hammer(send, swap)
             assert set(statuses) == {200}, statuses
             assert statuses[200] >= CONCURRENCY
             used = [r.headers["authorization"] for r in up.requests]
             assert f"Bearer {UPSTREAM_KEY}" in used and f"Bearer {NEW_KEY}" in used
-            # after the reload interval (0.1 s in tests) only the new key goes out
-            late = [r for r in up.requests if r.received_at > swapped_at[0] + 0.5]
+            # well after the reload interval (0.1 s in tests; the margin absorbs
+            # queueing on a loaded machine) only the new key goes out
+            late = [r for r in up.requests if r.received_at > swapped_at[0] + 1.5]
             assert late and all(r.headers["authorization"] == f"Bearer {NEW_KEY}" for r in late)
 
             up.valid_keys = {NEW_KEY}  # the old key is revoked at the provider

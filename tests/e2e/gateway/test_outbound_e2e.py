@@ -165,3 +165,37 @@ async def test_large_request_body(tmp_path: Path) -> None:
         )
         assert status == 200
         assert (await gw.last_log())["input_tokens"] == 600_000
+
+
+async def test_gzip_request_from_the_agent_reaches_the_provider_intact(tmp_path: Path) -> None:
+    import gzip
+
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    async with (
+        FakeUpstream() as up,
+        run_gateway(tmp_path, up.url + "/v1") as gw,
+        aiohttp.ClientSession() as s,
+    ):
+        data = gzip.compress(json.dumps(CHAT).encode())
+        async with s.post(gw.outbound + "/v1/chat/completions", data=data, headers=headers) as r:
+            assert r.status == 200, await r.text()
+        # the gateway's server decoded the body: it must not arrive labelled gzip
+        assert "content-encoding" not in up.requests[-1].headers
+        assert (await gw.last_log())["cost_usd"] > 0
+
+
+async def test_escaped_path_reaches_the_provider_as_sent(tmp_path: Path) -> None:
+    async with (
+        FakeUpstream() as up,
+        run_gateway(tmp_path, up.url + "/v1") as gw,
+        aiohttp.ClientSession() as s,
+    ):
+        from yarl import URL
+
+        url = gw.outbound + "/v1/files/file%3Fx%2Fy/content?purpose=a"
+        async with s.get(URL(url, encoded=True)) as r:
+            await r.read()
+        seen = up.requests[-1]
+        # %3F and %2F stay escaped: decoded, they would split the path and the query
+        assert seen.path == "/v1/files/file?x/y/content"
+        assert seen.query == {"purpose": "a"}

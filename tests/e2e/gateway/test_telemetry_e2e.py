@@ -78,6 +78,7 @@ async def test_spans_carry_genai_attributes(tmp_path: Path) -> None:
         assert span["gen_ai.response.model"] == "gpt-4o"
         assert span["gen_ai.usage.input_tokens"] == 4
         assert span["gen_ai.usage.output_tokens"] == 10
+        assert span["server.address"] == "127.0.0.1"  # a host, not the whole base URL
         assert UPSTREAM_KEY not in repr(collector.spans)
 
 

@@ -139,3 +139,31 @@ def test_load_budget_from_volume(tmp_path: Path) -> None:
     (tmp_path / "budget.json").unlink()
     with pytest.raises(BudgetFileError):
         load_budget(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"limits": [{"period": "day", "maxUSD": "lots"}]},
+        {"limits": [{"period": "day", "maxUSD": None}]},
+        {"limits": "day"},
+        {"prices": ["gpt-4o"]},
+        {"alertThresholds": "0.5"},
+        {"alertThresholds": [None]},
+    ],
+)
+def test_wrong_types_are_budget_file_errors(doc: dict[str, object]) -> None:
+    # the reloader catches BudgetFileError; anything else used to end hot reload
+    with pytest.raises(BudgetFileError):
+        parse_budget(doc)
+
+
+def test_two_limits_of_one_period_charge_the_period_once() -> None:
+    config = parse_budget(
+        {"limits": [{"period": "day", "maxUSD": 5.0}, {"period": "day", "maxUSD": 10.0}]}
+    )
+    store = InMemorySpendStore()
+    budget = Budget(store, config, lambda *a: None)
+    now = ts("2026-11-25T12:00:00")
+    budget.charge(1.0, now)
+    assert store.spent(period_key("day", now)) == 1.0  # was 2.0: charged once per limit

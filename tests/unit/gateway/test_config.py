@@ -122,7 +122,9 @@ def test_upstream_path(base: str, path: str, joined: str) -> None:
         ("POST", "/openai/deployments/d/chat/completions", "azure-openai", "chat"),
         ("POST", "/v1/messages", "anthropic", "messages"),
         ("POST", "/v1/messages", "openai", None),
-        ("POST", "/v1/chat/completions", "anthropic", None),
+        # Anthropic's OpenAI-compatible endpoint: billed, or it would bypass the budget
+        ("POST", "/v1/chat/completions", "anthropic", "chat"),
+        ("POST", "/v1/threads/t1/messages", "openai", None),
         ("POST", "/v1/messages/count_tokens", "anthropic", None),
         ("GET", "/v1/models", "openai", None),
         ("GET", "/v1/chat/completions", "openai", None),

@@ -91,3 +91,9 @@ def test_load_secret_follows_kubernetes_swap(tmp_path: Path) -> None:
     third = load_secret(vol.path)
     assert third is not None and set(third[0]) == {"current"}
     assert len([p for p in vol.path.iterdir() if p.name.startswith("..2")]) == 1
+
+
+def test_non_utf8_presented_key_is_just_invalid() -> None:
+    # aiohttp decodes a header byte 0xff as the surrogate U+DCFF
+    ks = client_keys_from(secret_files("cur"))
+    assert ks.verify("cur\udcff", NOW) is False

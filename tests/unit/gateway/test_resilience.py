@@ -119,3 +119,18 @@ async def test_tenacity_retrier_counts_the_attempts_made_before_it() -> None:
             with attempt:
                 await always_fails()
     assert calls == 2  # 1 already made + 2 here = the 3 attempts allowed
+
+
+def test_retry_after_date_without_zone_is_gmt(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    # a "-0000" date parses naive; it was read in the host's zone (5 h off here)
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        value = email.utils.formatdate(NOW + 30)  # "... -0000"
+        assert value.endswith("-0000")
+        assert parse_retry_after(value, NOW) == 30.0
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()

@@ -70,3 +70,44 @@ def test_broken_update_keeps_last_good_and_unchanged_files_are_not_reread(tmp_pa
     assert out.getvalue().count('"event":"reload_failed"') == 2
     reloader.poll()  # the broken version is not retried on every poll
     assert out.getvalue().count('"event":"reload_failed"') == 2
+
+
+def test_wrong_typed_budget_is_a_reload_failure_not_a_crash(tmp_path: Path) -> None:
+    state, reloader, out = make(tmp_path, with_client_keys=False)
+    KubeVolume(tmp_path / "creds", secret_files("sk-1"))
+    budget = KubeVolume(
+        tmp_path / "budget",
+        {"budget.json": json.dumps({"limits": [{"period": "day", "maxUSD": 5}]})},
+    )
+    reloader.poll()
+    budget.update({"budget.json": json.dumps({"limits": [{"period": "day", "maxUSD": "x"}]})})
+    reloader.poll()  # raised ValueError before, which ended the watcher task
+    assert state.budget.config.limits[0].max_usd == 5
+    assert out.getvalue().count('"event":"reload_failed"') == 1
+
+
+async def test_watcher_survives_an_unexpected_error(tmp_path: Path) -> None:
+    import asyncio
+
+    _state, reloader, out = make(tmp_path, with_client_keys=False)
+    calls = 0
+    real_poll = reloader.poll
+
+    def poll() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("boom")
+        real_poll()
+
+    reloader.poll = poll  # type: ignore[method-assign]
+    task = asyncio.create_task(reloader.run(0.001))
+    try:
+        for _ in range(5000):  # bounded wait, not a timing assumption
+            if calls >= 3:
+                break
+            await asyncio.sleep(0.001)
+        assert calls >= 3 and not task.done()
+    finally:
+        task.cancel()
+    assert "boom" in out.getvalue()

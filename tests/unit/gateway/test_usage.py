@@ -175,3 +175,14 @@ def test_usage_only_chunk_detection() -> None:
 
 def test_estimate_tokens() -> None:
     assert [estimate_tokens(n) for n in (0, 1, 4, 5, 400)] == [0, 1, 1, 2, 100]
+
+
+def test_content_chars_counts_generated_text_only() -> None:
+    from agent_operator.gateway.usage import content_chars
+
+    body = (
+        b'{"id":"x","model":"gpt-4o",'
+        b'"choices":[{"message":{"role":"assistant","content":"abc\\"de"}}]}'
+    )
+    assert content_chars(body) == len('abc\\"de')
+    assert content_chars(b'{"data":[{"embedding":[0.1]}]}') == 0
