@@ -79,12 +79,19 @@ def _leaf_equal(path: tuple[str, ...], desired: Any, live: Any) -> bool:
     return quantity and _same_quantity(desired, live)
 
 
+def _omittable(value: Any) -> bool:
+    return value is None or value == "" or value == []
+
+
 def is_subset(desired: Any, live: Any, path: tuple[str, ...] = ()) -> bool:
     """True when every field of `desired` is in `live` with an equal value.
 
     Lists compare element by element in order; live may hold extra elements
     (another manager's), which the shape hash keeps from hiding removals of ours.
-    A desired None matches an absent field.
+    A desired None, empty string or empty list matches an absent field: the API
+    server omits those (an EnvVar's `value: ""`), and calling that drift would
+    re-apply on every reconcile. An empty map does not: `emptyDir: {}` means
+    something.
     """
     if desired is None:
         return live is None
@@ -94,7 +101,7 @@ def is_subset(desired: Any, live: Any, path: tuple[str, ...] = ()) -> bool:
         return all(
             is_subset(value, live.get(key), (*path, str(key)))
             for key, value in desired.items()
-            if not (value is None and key not in live)
+            if not (_omittable(value) and key not in live)
         )
     if isinstance(desired, list):
         if not isinstance(live, list) or len(live) < len(desired):

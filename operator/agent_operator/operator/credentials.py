@@ -91,7 +91,7 @@ class GeneratedIssuer:
 
     def issue(self) -> IssuedKey:
         if self.existing:
-            return IssuedKey("existing", self.existing)
+            return IssuedKey(_new_key_id("gen"), self.existing)
         return IssuedKey(_new_key_id("gen"), secrets.token_urlsafe(32))
 
 
@@ -124,15 +124,18 @@ def _rfc3339(when: datetime) -> str:
 
 
 def secret_content(key: IssuedKey, live: Mapping[str, Any] | None, now: datetime) -> SecretContent:
-    """Keep the live key and its annotations when unchanged, else take `key` issued `now`."""
+    """Keep the live key and its annotations when unchanged, else take `key` issued `now`.
+
+    An unchanged key whose annotations were lost is stamped again, but it is
+    not reported as issued.
+    """
     encoded = base64.b64encode(key.secret.encode()).decode()
     live_annotations = (live or {}).get("metadata", {}).get("annotations") or {}
-    if decode(live, CURRENT) == key.secret and ISSUED_AT in live_annotations:
-        annotations = {ISSUED_AT: live_annotations[ISSUED_AT],
-                       KEY_ID: live_annotations.get(KEY_ID, key.key_id)}
-        return SecretContent({CURRENT: encoded}, annotations, issued=False)
-    return SecretContent({CURRENT: encoded}, {ISSUED_AT: _rfc3339(now), KEY_ID: key.key_id},
-                         issued=True)
+    same = decode(live, CURRENT) == key.secret
+    key_id = live_annotations.get(KEY_ID, key.key_id) if same else key.key_id
+    issued_at = live_annotations.get(ISSUED_AT) if same else None
+    annotations = {ISSUED_AT: issued_at or _rfc3339(now), KEY_ID: key_id}
+    return SecretContent({CURRENT: encoded}, annotations, issued=not same)
 
 
 def fill_secret(desired: Mapping[str, Any], content: SecretContent) -> dict[str, Any]:

@@ -99,7 +99,11 @@ class Runtime:
                 return
             result = await asyncio.to_thread(self.reconciler.reconcile, *key)
         except TRANSIENT as err:
-            self._failed(key, logger, f"{type(err).__name__}: {err}".splitlines()[0], trace=False)
+            # An ApiException's str() starts with "(409)" alone; its reason says more.
+            # Never its body: it may quote what we sent.
+            what = (f"{err.status} {err.reason}" if isinstance(err, ApiException)
+                    else str(err).splitlines()[0] if str(err) else "")
+            self._failed(key, logger, f"{type(err).__name__}: {what}", trace=False)
             return
         except Exception as err:  # a bug: keep the trace in the log, never in status
             self._failed(key, logger, f"{type(err).__name__}: {err}", trace=True)

@@ -27,7 +27,7 @@ RECONCILE_DURATION: Final = Histogram(
 )
 WRITES: Final = Counter(
     "agent_operator_writes_total",
-    "Write requests to the API server, by verb (apply, delete, status, event) and kind.",
+    "Write requests to the API server, by verb (apply, delete, status, create) and kind.",
     ["verb", "kind"], registry=REGISTRY,
 )
 MANAGED: Final = Gauge(

@@ -33,7 +33,7 @@ from agent_operator.operator.credentials import (
 from agent_operator.operator.events import Change, Event, transition_events
 from agent_operator.operator.kube import AGENT_DEPLOYMENT, FIELD_MANAGER, Kube
 from agent_operator.operator.problems import Problem
-from agent_operator.operator.status import derive_status, rfc3339, status_patch
+from agent_operator.operator.status import KEY_FIELDS, derive_status, rfc3339, status_patch
 
 log = logging.getLogger("agent_operator.reconcile")
 
@@ -191,7 +191,8 @@ class Reconciler:
         status = derive_status(generation, previous, deployment, problem, self.clock(),
                                keys.get("credentials"), keys.get("client_keys"))
         writes = 0
-        patch = status_patch(previous, status)
+        # Without `keys` (an invalid spec) the key Secrets were not read: leave their fields.
+        patch = status_patch(previous, status, KEY_FIELDS if keys else ())
         if patch:
             self.kube.patch_status(meta["namespace"], meta["name"], patch)
             metrics.WRITES.labels(verb="status", kind="AgentDeployment").inc()

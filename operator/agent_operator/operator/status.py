@@ -19,6 +19,7 @@ READY: Final = "Ready"
 PROGRESSING: Final = "Progressing"
 DEGRADED: Final = "Degraded"
 CONDITION_TYPES: Final = (READY, PROGRESSING, DEGRADED)
+KEY_FIELDS: Final = ("credentials", "clientKeys")  # status fields fed by the key Secrets
 
 
 def rfc3339(when: datetime) -> str:
@@ -160,17 +161,24 @@ def derive_status(
         "replicas": int(deployment_status.get("replicas", 0)),
         "readyReplicas": int(deployment_status.get("readyReplicas", 0)),
     }
-    for field, notes in (("credentials", credentials), ("clientKeys", client_keys)):
+    for field, notes in zip(KEY_FIELDS, (credentials, client_keys), strict=True):
         keys = key_status(notes)
         if keys is not None:
             status[field] = keys
     return status
 
 
-def status_patch(live: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields of `new` that differ from `live` (empty: no write needed)."""
+def status_patch(live: Mapping[str, Any] | None, new: Mapping[str, Any],
+                 clearable: Sequence[str] = ()) -> dict[str, Any]:
+    """The fields of `new` that differ from `live` (empty: no write needed).
+
+    A field named in `clearable` that `new` lacks but `live` has is set to None,
+    which a merge patch removes (`clientKeys` once clientAuth is switched off).
+    """
     live = live or {}
-    patch: dict[str, Any] = {}
+    patch: dict[str, Any] = {
+        key: None for key in clearable if key not in new and live.get(key) is not None
+    }
     for key, value in new.items():
         have = live.get(key)
         if isinstance(value, Mapping) and isinstance(have, Mapping):

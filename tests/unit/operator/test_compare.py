@@ -67,6 +67,22 @@ def test_quantities_compare_canonically() -> None:
     assert verdict(desired, live) == "drifted"
 
 
+def test_empty_values_the_server_omits_are_in_sync() -> None:
+    # The API server drops an EnvVar's `value: ""`: live has {"name": "EMPTY"} only.
+    desired = with_hash(deployment(agd(env=[{"name": "EMPTY", "value": ""}]), BuildOptions()))
+    live = served(desired)
+    env = live["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env[-1] == {"name": "EMPTY", "value": ""}
+    env[-1] = {"name": "EMPTY"}
+    assert verdict(desired, live) is None
+    # a non-empty value that went missing, or a changed one, is still drift
+    assert is_subset({"env": [{"name": "E", "value": "x"}]}, {"env": [{"name": "E"}]}) is False
+    assert is_subset({"env": [{"name": "E", "value": ""}]},
+                     {"env": [{"name": "E", "value": "x"}]}) is False
+    assert is_subset({"args": []}, {}) is True and is_subset({"args": []}, {"args": ["a"]}) is True
+    assert is_subset({"replicas": 0}, {}) is False  # zero numbers are not omitted
+
+
 def test_quantity_canonicalisation_only_applies_to_quantity_fields() -> None:
     assert is_subset({"command": ["1.0"]}, {"command": ["1"]}) is False
     assert is_subset({"requests": {"cpu": "1.0"}}, {"requests": {"cpu": "1"}}) is True

@@ -84,3 +84,16 @@ def test_fill_secret_keeps_builder_metadata() -> None:
     assert body["metadata"]["annotations"][ISSUED_AT] == "2026-01-01T12:00:00Z"
     assert body["data"] == {"current": b64("v")}
     assert "data" not in desired  # the builder's dict is not mutated
+
+
+def test_unchanged_key_without_annotations_is_stamped_but_not_issued() -> None:
+    live = secret({"current": "kept"})
+    content = secret_content(GeneratedIssuer("kept").issue(), live, NOW)
+    assert not content.issued  # the same key: no KeyIssued event
+    assert content.annotations[ISSUED_AT] == "2026-01-01T12:00:00Z"
+    assert content.annotations[KEY_ID].startswith("gen-")
+    assert content.data == {"current": b64("kept")}
+    # once stamped, the stamp is kept
+    stamped = secret({"current": "kept"}, content.annotations)
+    again = secret_content(GeneratedIssuer("kept").issue(), stamped, NOW.replace(hour=13))
+    assert again.annotations == content.annotations and not again.issued

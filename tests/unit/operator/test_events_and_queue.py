@@ -78,6 +78,11 @@ async def test_queue_add_after_keeps_the_earliest_deadline() -> None:
     queue.add_after("a", 0.05)
     queue.add_after("a", 100)
     assert await asyncio.wait_for(queue.get(), 2) == "a"
+    await queue.done("a")
+    queue.add_after("b", 100)
+    queue.add_after("b", 0.05)  # an earlier deadline replaces a later one
+    assert await asyncio.wait_for(queue.get(), 2) == "b"
+    await queue.done("b")
     await queue.shutdown()
     with pytest.raises(ShutDown):
         await queue.get()

@@ -121,3 +121,15 @@ def test_status_patch_is_empty_when_nothing_changed() -> None:
     patch = status_patch(live, changed)
     assert set(patch) == {"observedGeneration", "conditions"}
     assert "budget" not in patch
+
+
+def test_status_patch_clears_key_fields_no_longer_derived() -> None:
+    live = derive_status(1, None, deployment(), None, T0,
+                         client_keys={ISSUED_AT: "2026-01-01T00:00:00Z", KEY_ID: "gen-1"})
+    assert live["clientKeys"]["keyID"] == "gen-1"
+    new = derive_status(2, live, deployment(), None, T1, client_keys={})
+    patch = status_patch(live, new, ("credentials", "clientKeys"))
+    assert "clientKeys" in patch and patch["clientKeys"] is None  # merge patch: remove
+    assert "credentials" not in patch  # absent on both sides: nothing to clear
+    assert "clientKeys" not in status_patch(live, new)  # only fields named clearable
+    assert status_patch({**new, "clientKeys": None}, new, ("credentials", "clientKeys")) == {}
