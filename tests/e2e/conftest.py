@@ -8,18 +8,30 @@ never a skip.
 
 from __future__ import annotations
 
+import os
 import secrets
+import signal
+import socket
+import subprocess
 import sys
-from collections.abc import Iterator
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from kubernetes import client, config
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "hack"))
+from localcluster import Cluster, build_binary  # hack/ is on pytest's pythonpath
 
-from localcluster import Cluster  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build the control plane before any test runs when one needs it: a cold
+    build takes minutes and must not count against a test's timeout."""
+    if any("cluster" in getattr(item, "fixturenames", ()) for item in session.items):
+        build_binary()
 
 
 @pytest.fixture(scope="session")
@@ -45,14 +57,6 @@ def namespace(cluster: Cluster) -> Iterator[str]:
 
 
 # --- the operator as a real process (issue 4) ----------------------------------
-
-import os  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
-import urllib.request  # noqa: E402
-from collections.abc import Callable  # noqa: E402
 
 CRD_FILE = REPO / "crds" / "agentdeployments.agents.dev.yaml"
 PEERING_CRDS = REPO / "operator" / "agent_operator" / "operator" / "kopf-peering.yaml"
