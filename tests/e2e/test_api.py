@@ -5,7 +5,6 @@ printer columns."""
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from collections.abc import Mapping
@@ -14,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.manifests import merge
 
 from agent_operator.api import AgentDeployment
 from agent_operator.builders import desired_children
@@ -25,19 +25,6 @@ REPO = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "crds" / "agentdeployments.agents.dev.yaml"
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 TABLE = yaml.safe_load((REPO / "tests" / "unit" / "golden" / "invalid-manifests.yaml").read_text())
-
-
-def merge(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    """JSON merge patch (RFC 7396): null deletes."""
-    out = copy.deepcopy(dict(base))
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def in_namespace(manifest: Mapping[str, Any], namespace: str) -> dict[str, Any]:

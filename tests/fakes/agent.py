@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.server import serve
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,13 +45,7 @@ class FakeAgent:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/stream", self._stream)
         app.router.add_route("*", "/{tail:.*}", self._echo)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, 0))
-        self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock, backlog=1024).start()
+        self._runner, self.port = await serve(app, self.host, 0)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

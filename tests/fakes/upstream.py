@@ -41,6 +41,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes import provider_formats as fmt
+from tests.fakes.server import serve
 
 OPENAI, ANTHROPIC = "openai", "anthropic"
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -174,14 +175,7 @@ class FakeUpstream:
         app.router.add_get("/_fake/requests", self._control_requests)
         app.router.add_post("/_fake/clear", self._control_clear)
         app.router.add_route("*", "/{tail:.*}", self._api)
-        # short shutdown: a test that leaves a `hang` pending must not wait 60 s
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock, backlog=1024).start()
+        self._runner, self.port = await serve(app, self.host, self.port)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -11,22 +10,10 @@ import pytest
 import yaml
 
 from agent_operator.api import AgentDeployment, InvalidSpec, duration_seconds
+from tests.manifests import merge
 
 REPO = Path(__file__).resolve().parents[2]
 TABLE = yaml.safe_load((Path(__file__).parent / "golden" / "invalid-manifests.yaml").read_text())
-
-
-def merge(base: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    """JSON merge patch (RFC 7396): null deletes."""
-    out = copy.deepcopy(base)
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def case_manifest(case: Mapping[str, Any]) -> dict[str, Any]:
