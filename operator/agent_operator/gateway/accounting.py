@@ -80,24 +80,25 @@ class Accountant:
         model = call.model or meter.response_model or "unknown"
         budget = self.state.budget
         price, known = budget.config.price_for(model)
+        label = budget.config.label_for(model)
         cost = price.cost(input_tokens, output_tokens)
         now = time.time()
         budget.charge(cost, now)
         m = self.metrics
         for limit, key in zip(budget.config.limits, budget.keys(now), strict=True):
             m.budget_spent.labels(limit.period).set(budget.store.spent(key))
-        m.tokens.labels(model, "input").inc(input_tokens)
-        m.tokens.labels(model, "output").inc(output_tokens)
-        m.cost.labels(model).inc(cost)
+        m.tokens.labels(label, "input").inc(input_tokens)
+        m.tokens.labels(label, "output").inc(output_tokens)
+        m.cost.labels(label).inc(cost)
         if not known:
-            m.unknown_price.labels(model).inc()
+            m.unknown_price.inc()
             if model not in self._warned_unknown and len(self._warned_unknown) < _WARNED_MAX:
                 self._warned_unknown.add(model)
                 self.log.emit(
                     "warning", "unknown_model_price", model=model, charged_as="unknownModelPrice"
                 )
         if estimated:
-            m.usage_estimated.labels(model).inc()
+            m.usage_estimated.labels(label).inc()
         fields = call.fields
         fields["input_tokens"] = input_tokens
         fields["output_tokens"] = output_tokens
@@ -112,7 +113,7 @@ class Accountant:
         """Request metrics, one JSON log line, and the span's end."""
         duration = time.perf_counter() - call.started
         route = call.kind or "passthrough"
-        model = call.model or "-"
+        model = self.state.budget.config.label_for(call.model) if call.model else "-"
         self.metrics.requests.labels("outbound", route, str(status), model).inc()
         self.metrics.duration.labels("outbound", route).observe(duration)
         record: dict[str, Any] = {

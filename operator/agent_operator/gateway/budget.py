@@ -51,8 +51,8 @@ class BudgetConfig:
     downgrade_model: str | None = None
     prices: Mapping[str, Price] = field(default_factory=dict)
     unknown_price: Price = Price(*FALLBACK_UNKNOWN_PRICE)
-    # model name -> (price, known); filled lazily, bounded
-    _cache: dict[str, tuple[Price, bool]] = field(default_factory=dict, repr=False)
+    # model name -> (price, priced name it matched or None); filled lazily, bounded
+    _cache: dict[str, tuple[Price, str | None]] = field(default_factory=dict, repr=False)
 
     def price_for(self, model: str) -> tuple[Price, bool]:
         """Price of `model` and whether it was known.
@@ -60,6 +60,17 @@ class BudgetConfig:
         Exact name first, then without a `vendor/` prefix, then the longest
         priced name the model starts with (`gpt-4o-2024-08-06` -> `gpt-4o`).
         """
+        price, name = self._match(model)
+        return price, name is not None
+
+    def label_for(self, model: str) -> str:
+        """The metric label of `model`: the priced name it matched, else `other`.
+
+        Bounded by the price table: any string an agent sends cannot grow a series.
+        """
+        return self._match(model)[1] or "other"
+
+    def _match(self, model: str) -> tuple[Price, str | None]:
         hit = self._cache.get(model)
         if hit is not None:
             return hit
@@ -68,15 +79,15 @@ class BudgetConfig:
             self._cache[model] = result
         return result
 
-    def _lookup(self, model: str) -> tuple[Price, bool]:
+    def _lookup(self, model: str) -> tuple[Price, str | None]:
         for name in (model, model.rsplit("/", 1)[-1]):
             if name in self.prices:
-                return self.prices[name], True
+                return self.prices[name], name
         bare = model.rsplit("/", 1)[-1]
         best = max((p for p in self.prices if bare.startswith(p)), key=len, default=None)
         if best is not None:
-            return self.prices[best], True
-        return self.unknown_price, False
+            return self.prices[best], best
+        return self.unknown_price, None
 
 
 def _price(raw: Any, where: str) -> Price:

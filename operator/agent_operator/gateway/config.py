@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from agent_operator.sidecar import (
+    ALLOW_UNMETERED_FLAG,
+    DEFAULT_MAX_REQUEST_BODY_BYTES,
+    MAX_REQUEST_BODY_BYTES_FLAG,
+    UNMETERED_ENDPOINTS,
+)
 
 PROVIDERS = ("openai", "anthropic", "azure-openai", "openai-compatible")
 GUARD_MODES = ("block", "flag", "off")
@@ -46,6 +54,13 @@ class Settings:
     otlp_endpoint: str | None = None
     agent: str = "agent"
     namespace: str = "default"
+    allow_unmetered: frozenset[str] = frozenset()
+    max_request_body_bytes: int = DEFAULT_MAX_REQUEST_BODY_BYTES
+    # not rendered by the operator: protection of both doors against slow or
+    # numerous clients (defaults documented in docs/gateway.md)
+    max_connections: int = 1024
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
     # not rendered by the operator: seconds between file polls (tests shorten it)
     reload_interval_seconds: float = 1.0
 
@@ -72,6 +87,16 @@ def _positive(value: str) -> float:
     return number
 
 
+def _at_least(minimum: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        number = int(value)
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value!r}")
+        return number
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="agent-operator gateway", description=__doc__)
     p.add_argument("--provider", choices=PROVIDERS, required=True)
@@ -94,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--otlp-endpoint", default=None)
     p.add_argument("--agent", default="agent")
     p.add_argument("--namespace", default="default")
+    p.add_argument(ALLOW_UNMETERED_FLAG, choices=UNMETERED_ENDPOINTS, action="append", default=[])
+    p.add_argument(
+        MAX_REQUEST_BODY_BYTES_FLAG, type=_at_least(1024), default=DEFAULT_MAX_REQUEST_BODY_BYTES
+    )
+    p.add_argument("--max-connections", type=_at_least(1), default=1024)
+    p.add_argument("--header-timeout-seconds", type=_positive, default=10.0)
+    p.add_argument("--body-timeout-seconds", type=_positive, default=30.0)
     return p
 
 
@@ -127,4 +159,9 @@ def parse_settings(argv: list[str]) -> Settings:
         agent=ns.agent,
         namespace=ns.namespace,
         reload_interval_seconds=max(0.05, reload_interval),
+        allow_unmetered=frozenset(ns.allow_unmetered),
+        max_request_body_bytes=ns.max_request_body_bytes,
+        max_connections=ns.max_connections,
+        header_timeout_seconds=ns.header_timeout_seconds,
+        body_timeout_seconds=ns.body_timeout_seconds,
     )

@@ -7,7 +7,6 @@ auth is on, the caller's key is checked and not passed on to the agent.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Mapping
 
@@ -15,14 +14,27 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
+from agent_operator.gateway.bodies import (
+    BodyReader,
+    BodyTimeout,
+    BodyTooLarge,
+    idle_timeout_chunks,
+)
 from agent_operator.gateway.config import Settings
 from agent_operator.gateway.guarding import Guard
+from agent_operator.gateway.screening import (
+    Unreadable,
+    Unscannable,
+    query_texts,
+    screened_payload,
+)
 from agent_operator.gateway.state import GatewayState
 from agent_operator.gateway.telemetry import JsonLog, Metrics
 from agent_operator.gateway.wire import (
     DECODED_BY_SERVER,
     HOP_BY_HOP,
     REQUEST_ID,
+    closing,
     copy_headers,
     drop_set,
     json_error,
@@ -31,7 +43,6 @@ from agent_operator.gateway.wire import (
 
 _CLIENT_CREDENTIALS = ("authorization", "x-api-key")
 _RESPONSE_DROP = drop_set(HOP_BY_HOP)
-_READ_WHOLE_MAX = 1 << 20  # bodies up to 1 MiB are read whole (cheaper than chunked)
 _ROUTES_MAX = 64  # bounds the route label's cardinality
 # the guard scans ~15 MB/s: a larger body is scanned in a thread, so one big
 # request does not stall both doors' event loop for seconds (64 MiB ~ 4 s)
@@ -61,6 +72,7 @@ class Inbound:
         self.request_drop = drop_set(drop)
         self.timeout = aiohttp.ClientTimeout(total=None, connect=5.0)
         self.inflight = metrics.inflight
+        self.bodies = BodyReader(settings.max_request_body_bytes, settings.body_timeout_seconds)
         self._routes: set[str] = set()
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -73,7 +85,12 @@ class Inbound:
             refused = self._authenticate(request, fields)
             body: bytes | None = None
             if refused is None:
-                body, refused = await self._guard(request, fields)
+                try:
+                    body, refused = await self._guard(request, fields)
+                except BodyTooLarge as exc:
+                    refused = closing(json_error(413, str(exc), "request_too_large"))
+                except BodyTimeout as exc:
+                    refused = closing(json_error(408, str(exc), "request_timeout"))
             if refused is not None:
                 refused.headers[REQUEST_ID] = request_id
                 status = refused.status
@@ -112,44 +129,80 @@ class Inbound:
     async def _guard(
         self, request: web.BaseRequest, fields: dict[str, object]
     ) -> tuple[bytes | None, web.Response | None]:
-        """Scan JSON bodies; block answers 400 naming the rule, flag only records."""
-        if not self.guard.active or not request.body_exists or not _is_json(request):
+        """Scan the query and the body; block answers 400 naming the rule, flag only records.
+
+        Fails closed in block mode: what the guard cannot read is refused,
+        never forwarded unscanned.
+        """
+        if not self.guard.active:
             return None, None
+        texts: list[object] = []
+        try:
+            texts.extend(query_texts(request.rel_url.raw_query_string))
+        except Unreadable as exc:
+            return None, self._unreadable(400, "unreadable_query", str(exc), fields)
+        if not request.body_exists:
+            return None, self._verdict(texts, fields) if texts else None
         encoding = request.headers.get("Content-Encoding", "").lower()
         if encoding not in ("", "identity") and encoding not in DECODED_BY_SERVER:
             # still encoded: the guard cannot read it, the agent might
-            if self.guard.mode == "block":
-                fields["guard_action"] = "unscannable"
-                return None, json_error(
-                    415,
-                    "request body in a Content-Encoding the prompt guard cannot read",
-                    "unsupported_content_encoding",
-                )
-            return None, None
-        body = await request.read()  # decoded by the server when it was gzip/deflate/br/zstd
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            return body, None  # not JSON after all: nothing to scan, the agent decides
-        if len(body) > _SCAN_INLINE_MAX:
-            result = await asyncio.to_thread(self.guard.scan, payload)
-        else:
-            result = self.guard.scan(payload)
+            return None, self._unreadable(
+                415,
+                "unsupported_content_encoding",
+                "request body in a Content-Encoding the prompt guard cannot read",
+                fields,
+            )
+        async with self.bodies.read(request) as body:
+            ctype = request.content_type if "Content-Type" in request.headers else None
+            try:
+                if len(body) > _SCAN_INLINE_MAX:
+                    # parsed and scanned in a thread, under the body's large slot
+                    verdict = await asyncio.to_thread(self._screen, body, ctype, texts, fields)
+                else:
+                    verdict = self._screen(body, ctype, texts, fields)
+            except Unscannable as exc:
+                verdict = self._unreadable(415, "unsupported_media_type", str(exc), fields)
+            except Unreadable as exc:
+                verdict = self._unreadable(400, "unreadable_body", str(exc), fields)
+        return body, verdict
+
+    def _screen(
+        self, body: bytes, ctype: str | None, texts: list[object], fields: dict[str, object]
+    ) -> web.Response | None:
+        texts.append(screened_payload(body, ctype))
+        return self._verdict(texts, fields)
+
+    def _verdict(self, texts: list[object], fields: dict[str, object]) -> web.Response | None:
+        result = self.guard.scan(texts)
         if not result.flagged:
-            return body, None
+            return None
         rule = result.rule or "unknown"
         self.metrics.guard.labels(self.guard.mode, rule).inc()
         fields["guard_rule"] = rule
         fields["guard_score"] = round(result.score, 3)
-        fields["guard_action"] = "blocked" if self.guard.mode == "block" else "flagged"
-        if self.guard.mode == "block":
-            return body, json_error(
-                400,
-                f"request blocked by the prompt guard (rule {rule})",
-                "prompt_guard_blocked",
-                rule=rule,
-            )
-        return body, None
+        if self.guard.mode != "block":
+            fields["guard_action"] = "flagged"
+            return None
+        fields["guard_action"] = "blocked"
+        return json_error(
+            400,
+            f"request blocked by the prompt guard (rule {rule})",
+            "prompt_guard_blocked",
+            rule=rule,
+        )
+
+    def _unreadable(
+        self, status: int, kind: str, message: str, fields: dict[str, object]
+    ) -> web.Response | None:
+        """Block: refuse what the guard cannot read. Flag: forward it, counted."""
+        self.metrics.guard.labels(self.guard.mode, "unreadable").inc()
+        fields["guard_rule"] = "unreadable"
+        fields["guard_reason"] = message
+        if self.guard.mode != "block":
+            fields["guard_action"] = "flagged"
+            return None
+        fields["guard_action"] = "blocked"
+        return json_error(status, f"{message}: refused by the prompt guard", kind)
 
     async def _forward(
         self,
@@ -169,17 +222,15 @@ class Inbound:
         headers["X-Forwarded-For"] = f"{forwarded}, {peer}" if forwarded else peer
         if request.host:
             headers["X-Forwarded-Host"] = request.host
+        data: object = body
         if body is None and request.body_exists:
-            size = request.content_length
-            small = size is not None and size <= _READ_WHOLE_MAX
-            data: object = await request.read() if small else request.content
-        else:
-            data = body
+            # not screened (guard off, or flagged as unreadable): streamed, never buffered
+            data = idle_timeout_chunks(request.content, self.bodies.timeout)
         url = URL.build(
             scheme=self.agent.scheme,
             authority=self.agent.raw_authority,
-            path=request.raw_path.split("?", 1)[0],
-            query_string=request.query_string,
+            path=request.rel_url.raw_path,
+            query_string=request.rel_url.raw_query_string,  # byte for byte as sent
             encoded=True,
         )
         try:
@@ -191,6 +242,9 @@ class Inbound:
                 timeout=self.timeout,
                 allow_redirects=False,
             )
+        except BodyTimeout as exc:
+            fields["error"] = "body_timeout"
+            return closing(json_error(408, str(exc), "request_timeout"))
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             fields["error"] = type(exc).__name__
             return json_error(
@@ -262,11 +316,3 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
         return auth[7:].strip()
     key = headers.get("X-API-Key", "").strip()
     return key or None
-
-
-def _is_json(request: web.BaseRequest) -> bool:
-    """JSON by its type, or untyped: FastAPI and Starlette parse an untyped body as JSON."""
-    if "Content-Type" not in request.headers:
-        return True
-    ctype = request.content_type
-    return ctype == "application/json" or ctype.endswith("+json")

@@ -7,8 +7,6 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -16,17 +14,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agent_operator.gateway.accounting import Accountant
 from agent_operator.gateway.budget import Budget, BudgetConfig, Limit
-from agent_operator.gateway.config import Listen, Settings, parse_settings
+from agent_operator.gateway.config import Settings, parse_settings
 from agent_operator.gateway.guarding import Guard
 from agent_operator.gateway.inbound import Inbound
 from agent_operator.gateway.outbound import Outbound
+from agent_operator.gateway.server import serve
 from agent_operator.gateway.spend import InMemorySpendStore
 from agent_operator.gateway.state import GatewayState, Reloader
 from agent_operator.gateway.telemetry import JsonLog, LibraryLogHandler, Metrics, Tracing
-
-Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
-CLIENT_MAX_SIZE = 64 * 1024 * 1024  # request bodies (images in prompts can be large)
-SHUTDOWN_GRACE_SECONDS = 10.0
 
 
 class Admin:
@@ -50,26 +45,6 @@ class Admin:
                 headers={"Content-Type": CONTENT_TYPE_LATEST},
             )
         return web.Response(status=404, text="not found")
-
-
-def _request_factory(loop: asyncio.AbstractEventLoop) -> Any:
-    """aiohttp's low-level server caps bodies at 1 MiB; raise the cap."""
-
-    def make(message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
-        return web.BaseRequest(
-            message, payload, protocol, writer, task, loop, client_max_size=CLIENT_MAX_SIZE
-        )
-
-    return make
-
-
-async def _serve(handler: Handler, listen: Listen) -> web.ServerRunner:
-    factory = _request_factory(asyncio.get_running_loop())
-    server = web.Server(handler, request_factory=factory, access_log=None)
-    runner = web.ServerRunner(server, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
-    await runner.setup()
-    await web.TCPSite(runner, listen.host, listen.port, backlog=2048).start()
-    return runner
 
 
 def _session(auto_decompress: bool) -> aiohttp.ClientSession:
@@ -125,9 +100,19 @@ async def run(settings: Settings) -> int:
     admin = Admin(state, metrics)
 
     runners = [
-        await _serve(admin.handle, settings.admin),
-        await _serve(outbound.handle, settings.outbound),
-        await _serve(inbound.handle, settings.inbound),
+        await serve(
+            handler,
+            listen,
+            door=door,
+            log=log,
+            max_connections=settings.max_connections,
+            header_timeout=settings.header_timeout_seconds,
+        )
+        for door, handler, listen in (
+            ("admin", admin.handle, settings.admin),
+            ("outbound", outbound.handle, settings.outbound),
+            ("inbound", inbound.handle, settings.inbound),
+        )
     ]
     log.emit(
         "info",

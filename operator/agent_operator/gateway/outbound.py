@@ -1,9 +1,12 @@
 """The outbound door: agent -> gateway -> LLM provider.
 
-The request path reads top to bottom: read -> budget check -> forward with
-retries -> respond (streamed) -> account. Only token-billed endpoints
-(chat/completions, completions, embeddings, responses, messages) are checked
-and charged; other paths pass through untouched, still authenticated upstream.
+The request path reads top to bottom: admit (budget loaded, path normalised
+and allowed, body read) -> budget check -> forward with retries -> respond
+(streamed) -> account. Token-billed endpoints (chat/completions, embeddings,
+responses, messages) are checked and charged; endpoints that cost money but
+cannot be metered are refused unless allowed (gateway/endpoints.py); other
+paths pass through, still authenticated upstream. The key goes only to the
+configured origin: the path is rebuilt on it and redirects are not followed.
 """
 
 from __future__ import annotations
@@ -21,9 +24,16 @@ from tenacity import RetryCallState
 from yarl import URL
 
 from agent_operator.gateway.accounting import Accountant
+from agent_operator.gateway.bodies import BodyReader, BodyTimeout, BodyTooLarge
 from agent_operator.gateway.call import Call
 from agent_operator.gateway.config import Settings
-from agent_operator.gateway.endpoints import endpoint_kind, upstream_path
+from agent_operator.gateway.endpoints import (
+    BadPath,
+    encode_path,
+    normalise_path,
+    route,
+    upstream_path,
+)
 from agent_operator.gateway.resilience import (
     BREAKER_STATUSES,
     RETRY_STATUSES,
@@ -42,6 +52,7 @@ from agent_operator.gateway.wire import (
     DECODED_BY_SERVER,
     HOP_BY_HOP,
     REQUEST_ID,
+    closing,
     copy_headers,
     drop_set,
     json_error,
@@ -54,6 +65,8 @@ _AZURE_DEPLOYMENT = re.compile(r"/deployments/([^/]+)/")
 _REQUEST_DROP = drop_set(HOP_BY_HOP, AGENT_CREDENTIALS, ["accept-encoding"])
 _RESPONSE_DROP = drop_set(HOP_BY_HOP, ["content-encoding"])
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
+# the agent's calls may carry images as base64: larger than inbound bodies
+OUTBOUND_BODY_LIMIT = 32 * 1024 * 1024
 
 
 class Outbound:
@@ -102,23 +115,25 @@ class Outbound:
             sock_read=settings.timeout_seconds,
         )
         self.inflight = metrics.outbound_inflight
+        self.allowed = settings.allow_unmetered
+        self.bodies = BodyReader(OUTBOUND_BODY_LIMIT, settings.body_timeout_seconds)
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         call = Call(
             request_id=request.headers.get(REQUEST_ID) or new_request_id(),
             method=request.method,
             path=request.path,
-            kind=endpoint_kind(request.method, request.path, self.settings.provider),
+            kind=None,
             body=b"",
             started=time.perf_counter(),
         )
         status = 500
         self.inflight.inc()
         try:
-            call.body = await request.read()
-            self._parse(call)
-            self.accountant.begin(call)
-            refused = self._check_budget(call)
+            refused = await self._admit(request, call)
+            if refused is None:
+                self.accountant.begin(call)
+                refused = self._check_budget(call)
             if refused is not None:
                 status = refused.status
                 return refused
@@ -131,18 +146,73 @@ class Outbound:
 
     # ---------------------------------------------------------------- hops
 
-    def _parse(self, call: Call) -> None:
-        """Decode a billed request's JSON once; ask for usage in streams."""
+    async def _admit(self, request: web.BaseRequest, call: Call) -> web.Response | None:
+        """Budget loaded, path normalised and allowed, body read and parsed: or a refusal."""
+        if not self.state.budget_loaded:
+            # fail closed: a call that cannot be checked against the budget is not made
+            return self._refuse(
+                call, 503, "budget not loaded: calls are refused until it is", "budget_unavailable"
+            )
+        try:
+            call.path = normalise_path(request.rel_url.raw_path)
+        except BadPath as exc:
+            return self._refuse(call, 400, f"invalid path: {exc}", "invalid_request_error")
+        decided = route(call.method, call.path, self.settings.provider, self.allowed)
+        if decided.refused is not None:
+            self.metrics.endpoint_refusals.labels(decided.refused).inc()
+            call.fields["refused_endpoint"] = decided.refused
+            return self._refuse(
+                call,
+                403,
+                f"endpoint {decided.refused} ({call.method} {call.path}) costs money the "
+                "gateway cannot meter; allow it in spec.gateway.allowUnmeteredEndpoints",
+                "endpoint_not_allowed",
+                endpoint=decided.refused,
+            )
+        call.kind = decided.kind
+        try:
+            async with self.bodies.read(request) as body:
+                call.body = body
+        except BodyTooLarge as exc:
+            return closing(self._refuse(call, 413, str(exc), "request_too_large"))
+        except BodyTimeout as exc:
+            return closing(self._refuse(call, 408, str(exc), "request_timeout"))
+        return self._parse(call)
+
+    def _refuse(
+        self, call: Call, status: int, message: str, error_type: str, **extra: object
+    ) -> web.Response:
+        return json_error(
+            status,
+            message,
+            error_type,
+            anthropic=self.anthropic,
+            headers={REQUEST_ID: call.request_id},
+            **extra,
+        )
+
+    def _parse(self, call: Call) -> web.Response | None:
+        """Decode a billed request's JSON once; ask for usage in streams.
+
+        Fails closed: a billed call whose body cannot be read is refused, never
+        forwarded unmetered (the provider's parser may be more lenient).
+        """
         if call.kind is None:
-            return
+            return None
         try:
             payload = json.loads(call.body)
-        except ValueError:
-            call.kind = None  # not JSON: the provider will answer 400; nothing to bill
-            return
+        except (ValueError, RecursionError) as exc:
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else "invalid JSON"
+            return self._refuse(
+                call, 400, f"request body of a billed endpoint: {reason}", "invalid_request_error"
+            )
         if not isinstance(payload, dict):
-            call.kind = None
-            return
+            return self._refuse(
+                call,
+                400,
+                "request body of a billed endpoint must be a JSON object",
+                "invalid_request_error",
+            )
         call.payload = payload
         model = payload.get("model")
         if not isinstance(model, str) or not model:
@@ -157,6 +227,7 @@ class Outbound:
                 payload["stream_options"] = {**options, "include_usage": True}
                 call.strip_usage_chunk = True
                 call.body = _dumps(payload).encode()
+        return None
 
     def _check_budget(self, call: Call) -> web.Response | None:
         """429 naming the limit (reject), or a rewritten model (downgrade)."""
@@ -207,9 +278,9 @@ class Outbound:
         url = URL.build(
             scheme=self.base.scheme,
             authority=self.base.raw_authority,
-            # the raw (still escaped) path: decoded, a %3F or %2F would change the URL
-            path=upstream_path(self.base, request.raw_path.split("?", 1)[0]),
-            query_string=request.query_string,
+            # the path that was metered, escaped again; the query byte for byte as sent
+            path=upstream_path(self.base, encode_path(call.path)),
+            query_string=request.rel_url.raw_query_string,
             encoded=True,
         )
         try:
@@ -295,6 +366,8 @@ class Outbound:
                     data=call.body or None,
                     headers=headers,
                     timeout=self.timeout,
+                    # a redirect would carry the key elsewhere: the agent gets the 3xx as is
+                    allow_redirects=False,
                 )
                 if upstream.status in RETRY_STATUSES:
                     body = await upstream.read()

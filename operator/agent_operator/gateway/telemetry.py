@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any, TextIO
@@ -27,7 +28,7 @@ class Metrics:
         p = "agent_gateway_"
         self.requests = Counter(
             p + "requests",
-            "Requests answered, by door, route, status code and model.",
+            "Requests answered, by door, route, status code and model (a priced name or other).",
             ["door", "route", "code", "model"],
             registry=r,
         )
@@ -101,16 +102,22 @@ class Metrics:
         self.budget_limit = Gauge(
             p + "budget_limit_usd", "Configured limit for the period, USD.", ["period"], registry=r
         )
+        # unlabelled: an unpriced model has no bounded name (the log line names it)
         self.unknown_price = Counter(
             p + "unknown_model_price",
-            "Requests charged at unknownModelPrice (no price for model).",
-            ["model"],
+            "Requests charged at unknownModelPrice (no price for the model).",
             registry=r,
         )
         self.usage_estimated = Counter(
             p + "usage_estimated",
             "Requests charged from estimated tokens (usage never came).",
             ["model"],
+            registry=r,
+        )
+        self.endpoint_refusals = Counter(
+            p + "endpoint_refusals",
+            "Outbound calls refused with 403: costly endpoints the gateway cannot meter.",
+            ["endpoint"],
             registry=r,
         )
         self.auth_failures = Counter(
@@ -163,17 +170,50 @@ class JsonLog:
         self._stream.flush()
 
 
+# What may carry key material in a library's message: quoted raw input (aiohttp
+# quotes the offending header line as b'...'), credentials after a scheme or a
+# header name, and long token-like runs.
+_SECRETS = re.compile(
+    r"b'(?:[^'\\]|\\.)*'"  # bytes reprs: b'...'
+    r'|b"(?:[^"\\]|\\.)*"'
+    r"|'(?:[^'\\]|\\.){12,}'"  # long quoted strings
+    r'|"(?:[^"\\]|\\.){12,}"'
+    r"|(?i:bearer|basic)\s+\S+"
+    r"|(?i:authorization|x-api-key|api-key|cookie|proxy-authorization)\s*[:=]\s*(?:(?i:bearer|basic)\s+)?\S+"
+    r"|[A-Za-z0-9_\-+/=.]{20,}"
+)
+_MESSAGE_MAX = 300
+
+
+def scrub(text: str) -> str:
+    """`text` with anything that could be key material replaced by `<redacted>`."""
+    return _SECRETS.sub("<redacted>", text)[:_MESSAGE_MAX]
+
+
 class LibraryLogHandler(logging.Handler):
-    """Routes warnings of the libraries (aiohttp, opentelemetry...) into the JSON stream."""
+    """Routes warnings of the libraries (aiohttp, opentelemetry...) into the JSON stream.
+
+    Scrubbed: aiohttp's parser errors quote the raw header line they refused,
+    which may be an Authorization header. Exceptions are named by type (and
+    HTTP status), never by their message.
+    """
 
     def __init__(self, log: JsonLog) -> None:
         super().__init__(logging.WARNING)
         self._log = log
 
     def emit(self, record: logging.LogRecord) -> None:
-        fields: dict[str, Any] = {"logger": record.name, "message": record.getMessage()}
-        if record.exc_info and record.exc_info[1] is not None:
-            fields["error"] = repr(record.exc_info[1])
+        try:
+            message = scrub(record.getMessage())
+        except Exception:  # a message that cannot even be formatted is not logged raw
+            message = "<unformattable>"
+        fields: dict[str, Any] = {"logger": record.name, "message": message}
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None:
+            fields["error"] = type(exc).__name__
+            status = getattr(exc, "code", None) or getattr(exc, "status", None)
+            if isinstance(status, int):
+                fields["error_status"] = status
         self._log.emit(record.levelname.lower(), "library_log", **fields)
 
 

@@ -85,3 +85,9 @@ def json_error(
         content_type="application/json",
         headers=headers,
     )
+
+
+def closing(response: web.Response) -> web.Response:
+    """`response`, closing the connection after it: the rest of the body was never read."""
+    response.force_close()
+    return response

@@ -12,6 +12,9 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import re2
 
 from agent_operator.guard.decode import decode_payloads
 from agent_operator.guard.jsonpath import Step, collect, parse_path
@@ -71,6 +74,19 @@ def _combine(findings: dict[str, Finding]) -> float:
     return round(1.0 - math.prod(1.0 - f.score for f in findings.values()), 9)
 
 
+def compile_extra(pattern: str) -> Any:
+    """A user pattern compiled with RE2: matching is linear in the text, so no
+    pattern (``(a+)+$``) can stall the event loop by backtracking."""
+    options = re2.Options()
+    options.case_sensitive = False
+    options.log_errors = False
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
+        raise ValueError(f"invalid extra pattern {pattern!r} (RE2 syntax): {reason}") from None
+
+
 class PromptGuard:
     """Scores text for prompt injection against the shipped rules."""
 
@@ -85,21 +101,16 @@ class PromptGuard:
     ) -> None:
         """Compile everything once.
 
-        ``extra_patterns`` are regexes matched case-insensitively against the
-        normalised text; each is a rule ``extra.N`` of score 1. An invalid one
-        raises ``ValueError`` naming it. ``rules`` replaces the shipped set.
+        ``extra_patterns`` are RE2 regexes matched case-insensitively against
+        the normalised text; each is a rule ``extra.N`` of score 1. An invalid
+        one (or one RE2 does not support) raises ``ValueError`` naming it. ``rules`` replaces the shipped set.
         ``learned=False`` turns the learned scorer off (rules only); ``model``
         replaces the shipped one.
         """
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"threshold must be in (0, 1], not {threshold}")
         ruleset = rules if rules is not None else _default_rules()
-        extras: list[tuple[str, re.Pattern[str]]] = []
-        for n, pattern in enumerate(extra_patterns):
-            try:
-                extras.append((f"extra.{n}", re.compile(pattern, re.IGNORECASE)))
-            except re.error as exc:
-                raise ValueError(f"invalid extra pattern {pattern!r}: {exc}") from exc
+        extras = [(f"extra.{n}", compile_extra(p)) for n, p in enumerate(extra_patterns)]
         self.threshold = threshold
         self._rules = ruleset.rules
         self._signals = ruleset.signals

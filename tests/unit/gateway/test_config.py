@@ -6,7 +6,7 @@ import pytest
 from yarl import URL
 
 from agent_operator.gateway.config import Listen, parse_listen, parse_settings
-from agent_operator.gateway.endpoints import endpoint_kind, upstream_path
+from agent_operator.gateway.endpoints import upstream_path
 
 RENDERED = [
     "--provider",
@@ -110,25 +110,3 @@ def test_listen_forms() -> None:
 )
 def test_upstream_path(base: str, path: str, joined: str) -> None:
     assert upstream_path(URL(base), path) == joined
-
-
-@pytest.mark.parametrize(
-    ("method", "path", "provider", "kind"),
-    [
-        ("POST", "/v1/chat/completions", "openai", "chat"),
-        ("POST", "/v1/completions", "openai-compatible", "completions"),
-        ("POST", "/v1/embeddings", "openai", "embeddings"),
-        ("POST", "/v1/responses", "openai", "responses"),
-        ("POST", "/openai/deployments/d/chat/completions", "azure-openai", "chat"),
-        ("POST", "/v1/messages", "anthropic", "messages"),
-        ("POST", "/v1/messages", "openai", None),
-        # Anthropic's OpenAI-compatible endpoint: billed, or it would bypass the budget
-        ("POST", "/v1/chat/completions", "anthropic", "chat"),
-        ("POST", "/v1/threads/t1/messages", "openai", None),
-        ("POST", "/v1/messages/count_tokens", "anthropic", None),
-        ("GET", "/v1/models", "openai", None),
-        ("GET", "/v1/chat/completions", "openai", None),
-    ],
-)
-def test_endpoint_kind(method: str, path: str, provider: str, kind: str | None) -> None:
-    assert endpoint_kind(method, path, provider) == kind

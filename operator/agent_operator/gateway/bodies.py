@@ -1,0 +1,114 @@
+"""Reading request bodies with bounded memory and time.
+
+A body is read chunk by chunk as the server decodes it (gzip, br, zstd are
+decompressed incrementally by aiohttp), so a compression bomb stops at the
+limit instead of expanding first. Bodies past a small size take one of a few
+"large body" slots for as long as they are held, which bounds what all
+requests together can pin in memory; small bodies never wait for a slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from aiohttp import StreamReader, web
+
+_SMALL = 256 * 1024  # bodies up to this size are read without a slot
+
+
+class BodyTooLarge(Exception):
+    """The body (decoded) is larger than the limit: answer 413."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body larger than {limit} bytes")
+        self.limit = limit
+
+
+class BodyTimeout(Exception):
+    """The client sent its body too slowly: answer 408."""
+
+
+class BodyReader:
+    """Reads whole bodies up to `limit` bytes, within `timeout` seconds each."""
+
+    def __init__(self, limit: int, timeout: float, large_slots: int = 4) -> None:
+        self.limit = limit
+        self.timeout = timeout
+        self._slots = asyncio.Semaphore(large_slots)
+
+    @asynccontextmanager
+    async def read(self, request: web.BaseRequest) -> AsyncIterator[bytes]:
+        """The whole body, held (and its slot kept) until the block ends.
+
+        Raises BodyTooLarge before reading a body whose declared length is
+        over the limit, or as soon as the decoded bytes pass it; BodyTimeout
+        when the whole body takes longer than the timeout.
+        """
+        lease = _Lease(self._slots)
+        try:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    body = await self._read(request, lease)
+            except TimeoutError as exc:
+                raise BodyTimeout(f"request body not received within {self.timeout:g} s") from exc
+            yield body
+        finally:
+            lease.release()
+
+    async def _read(self, request: web.BaseRequest, lease: _Lease) -> bytes:
+        declared = request.content_length
+        if declared is not None and declared > self.limit:
+            raise BodyTooLarge(self.limit)
+        if declared is not None and declared > _SMALL:
+            await lease.take()
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in _chunks(request.content):
+            size += len(chunk)
+            if size > self.limit:
+                raise BodyTooLarge(self.limit)
+            if size > _SMALL:
+                await lease.take()
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+class _Lease:
+    """One large-body slot, taken at most once, released once."""
+
+    def __init__(self, slots: asyncio.Semaphore) -> None:
+        self._slots = slots
+        self._held = False
+
+    async def take(self) -> None:
+        if not self._held:
+            await self._slots.acquire()
+            self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots.release()
+
+
+async def _chunks(stream: StreamReader) -> AsyncIterator[bytes]:
+    while True:
+        chunk = await stream.readany()
+        if not chunk:
+            return
+        yield chunk
+
+
+async def idle_timeout_chunks(stream: StreamReader, timeout: float) -> AsyncIterator[bytes]:
+    """A streamed body whose chunks must each arrive within `timeout` seconds."""
+    while True:
+        try:
+            async with asyncio.timeout(timeout):
+                chunk = await stream.readany()
+        except TimeoutError as exc:
+            raise BodyTimeout(f"request body stalled for {timeout:g} s") from exc
+        if not chunk:
+            return
+        yield chunk

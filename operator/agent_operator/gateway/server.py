@@ -1,0 +1,159 @@
+"""The listeners of both doors: aiohttp's low-level server, held against slow and many clients.
+
+aiohttp has no header timeout and no connection cap: a client that sends its
+headers a byte at a time (slowloris) holds a connection for ever, and enough
+of them exhaust the process. Each listener here caps its open connections
+(the excess is answered 503 and closed at once) and closes a connection whose
+request headers, once begun, are not complete within the header timeout.
+Idle keep-alive connections are left alone (no bytes, no timer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+from agent_operator.gateway.config import Listen
+from agent_operator.gateway.telemetry import JsonLog
+
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+# aiohttp's own cap on bodies it buffers; ours (gateway/bodies.py) are smaller
+CLIENT_MAX_SIZE = 64 * 1024 * 1024
+SHUTDOWN_GRACE_SECONDS = 10.0
+_REFUSAL_BODY = b'{"error":{"message":"too many connections","type":"overloaded"}}'
+_REFUSAL = (
+    b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
+    b"Content-Type: application/json\r\n"
+    b"Content-Length: " + str(len(_REFUSAL_BODY)).encode() + b"\r\n\r\n" + _REFUSAL_BODY
+)
+_LOG_EVERY_SECONDS = 10.0
+
+
+class _Protocol(RequestHandler):
+    """One connection: starts the header deadline when bytes of a new request arrive."""
+
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def data_received(self, data: bytes) -> None:
+        before = self._request_count
+        super().data_received(data)
+        if self._request_count > before:
+            self._cancel_header_timer()  # headers complete: the handler takes over
+        elif self._header_timer is None and self._awaiting_headers():
+            server = self._manager
+            if isinstance(server, GuardedServer):
+                self._header_timer = self._loop.call_later(
+                    server.header_timeout, self._header_deadline, self._request_count
+                )
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def _awaiting_headers(self) -> bool:
+        return (
+            not self._request_in_progress
+            and not self._messages
+            and not self._force_close
+            and not self._close
+        )
+
+    def _header_deadline(self, count: int) -> None:
+        self._header_timer = None
+        if self._request_count == count and self._awaiting_headers() and self.transport:
+            self.transport.abort()  # slowloris: the request never completed its headers
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+
+class GuardedServer(web.Server):
+    """A low-level server with a connection cap and a header timeout."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        door: str,
+        max_connections: int,
+        header_timeout: float,
+        log: JsonLog,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(handler, **kwargs)
+        self.door = door
+        self.max_connections = max_connections
+        self.header_timeout = header_timeout
+        self._log = log
+        self._refused = 0
+        self._logged_at = -_LOG_EVERY_SECONDS
+
+    def __call__(self) -> RequestHandler:
+        return _Protocol(self, loop=self._loop, **self._kwargs)
+
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        if len(self._connections) > self.max_connections:
+            transport.write(_REFUSAL)
+            transport.close()
+            self._refused += 1
+            self._log_refusals()
+
+    def _log_refusals(self) -> None:
+        # one line per interval, not one per refused connection: a flood must not flood the log
+        now = time.monotonic()
+        if now - self._logged_at < _LOG_EVERY_SECONDS:
+            return
+        self._logged_at = now
+        self._log.emit(
+            "warning",
+            "connection_limit",
+            door=self.door,
+            max_connections=self.max_connections,
+            refused=self._refused,
+        )
+        self._refused = 0
+
+
+def _request_factory(loop: asyncio.AbstractEventLoop) -> Any:
+    """aiohttp's low-level server caps bodies at 1 MiB; ours are read in gateway/bodies.py."""
+
+    def make(message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
+        return web.BaseRequest(
+            message, payload, protocol, writer, task, loop, client_max_size=CLIENT_MAX_SIZE
+        )
+
+    return make
+
+
+async def serve(
+    handler: Handler,
+    listen: Listen,
+    *,
+    door: str,
+    log: JsonLog,
+    max_connections: int,
+    header_timeout: float,
+) -> web.ServerRunner:
+    """Listen on `listen` until the runner is cleaned up."""
+    factory = _request_factory(asyncio.get_running_loop())
+    server = GuardedServer(
+        handler,
+        door=door,
+        max_connections=max_connections,
+        header_timeout=header_timeout,
+        log=log,
+        request_factory=factory,
+        access_log=None,
+    )
+    runner = web.ServerRunner(server, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
+    await runner.setup()
+    await web.TCPSite(runner, listen.host, listen.port, backlog=2048).start()
+    return runner
