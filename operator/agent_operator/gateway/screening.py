@@ -29,6 +29,10 @@ class Unreadable(ValueError):
     """The body cannot be read the way the agent would read it: 400 in block mode."""
 
 
+class TooComplex(Unreadable):
+    """Valid JSON, perhaps, but past the gateway's bounds on depth or size."""
+
+
 class Unscannable(ValueError):
     """A binary body the guard cannot read at all: 415 in block mode."""
 
@@ -55,9 +59,12 @@ def screened_payload(body: bytes, content_type: str | None) -> object:
     if is_json_type(content_type):
         return parse_json(body, text)
     if _JSON_START.match(text):
-        # the agent may parse it as JSON anyway: scan both readings
+        # the agent may parse it as JSON anyway: scan both readings; past our
+        # bounds it stays unreadable (escapes like \u0069 would hide from a text scan)
         try:
             return [parse_json(body, text), text]
+        except TooComplex:
+            raise
         except Unreadable:
             return text
     if content_type == "application/x-www-form-urlencoded":
@@ -92,7 +99,7 @@ def parse_json(body: bytes, text: str) -> object:
     except ValueError as exc:  # syntax, trailing data, numbers past Python's digit limit
         raise Unreadable(f"the body is not valid JSON ({_reason(exc)})") from None
     except RecursionError:  # pragma: no cover - _check_shape bounds the depth first
-        raise Unreadable(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+        raise TooComplex(f"JSON nested deeper than {MAX_DEPTH} levels") from None
 
 
 def _check_shape(body: bytes) -> None:
@@ -102,13 +109,13 @@ def _check_shape(body: bytes) -> None:
     skeleton = _STRING.sub(b'""', body)  # brackets and commas inside strings do not count
     values = sum(skeleton.count(c) for c in (b",", b"[", b"{"))
     if values > MAX_VALUES:
-        raise Unreadable(f"more than {MAX_VALUES} JSON values")
+        raise TooComplex(f"more than {MAX_VALUES} JSON values")
     depth = 0
     for match in _STRUCTURE.finditer(skeleton):
         if match.group() in (b"[", b"{"):
             depth += 1
             if depth > MAX_DEPTH:
-                raise Unreadable(f"JSON nested deeper than {MAX_DEPTH} levels")
+                raise TooComplex(f"JSON nested deeper than {MAX_DEPTH} levels")
         else:
             depth -= 1
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from http import HTTPStatus
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -35,11 +36,38 @@ _LOG_EVERY_SECONDS = 10.0
 
 
 class _Protocol(RequestHandler):
-    """One connection: starts the header deadline when bytes of a new request arrive."""
+    """One connection: refused past the cap; a header deadline once a request begins."""
 
     _header_timer: asyncio.TimerHandle | None = None
+    _refused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        server = self._manager
+        if isinstance(server, GuardedServer) and server.full():
+            # answered and closed before aiohttp starts a handler task for it
+            self._refused = True
+            # uvloop's transports are not asyncio.Transport subclasses: cast, not assert
+            transport = cast(asyncio.Transport, transport)
+            transport.write(_REFUSAL)
+            transport.close()
+            server.count_refusal()
+            return
+        super().connection_made(transport)
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        # aiohttp's message quotes the raw line it refused (an Authorization
+        # header, say): the client gets the status phrase only
+        return super().handle_error(request, status, exc, HTTPStatus(status).phrase)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
         before = self._request_count
         super().data_received(data)
         if self._request_count > before:
@@ -52,6 +80,8 @@ class _Protocol(RequestHandler):
                 )
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        if self._refused:
+            return  # never started: nothing of aiohttp's to clean up
         self._cancel_header_timer()
         super().connection_lost(exc)
 
@@ -98,16 +128,13 @@ class GuardedServer(web.Server):
     def __call__(self) -> RequestHandler:
         return _Protocol(self, loop=self._loop, **self._kwargs)
 
-    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
-        super().connection_made(handler, transport)
-        if len(self._connections) > self.max_connections:
-            transport.write(_REFUSAL)
-            transport.close()
-            self._refused += 1
-            self._log_refusals()
+    def full(self) -> bool:
+        return len(self._connections) >= self.max_connections
 
-    def _log_refusals(self) -> None:
-        # one line per interval, not one per refused connection: a flood must not flood the log
+    def count_refusal(self) -> None:
+        """Count a refused connection; log at most one line per interval (a flood
+        of connections must not become a flood of log lines)."""
+        self._refused += 1
         now = time.monotonic()
         if now - self._logged_at < _LOG_EVERY_SECONDS:
             return
