@@ -103,7 +103,8 @@ class PromptGuard:
 
         ``extra_patterns`` are RE2 regexes matched case-insensitively against
         the normalised text; each is a rule ``extra.N`` of score 1. An invalid
-        one (or one RE2 does not support) raises ``ValueError`` naming it. ``rules`` replaces the shipped set.
+        one (or one RE2 does not support) raises ``ValueError`` naming it.
+        ``rules`` replaces the shipped set.
         ``learned=False`` turns the learned scorer off (rules only); ``model``
         replaces the shipped one.
         """

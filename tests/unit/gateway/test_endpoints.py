@@ -44,7 +44,8 @@ def test_percent_encoding_is_resolved_once() -> None:
 
 
 @pytest.mark.parametrize(
-    "raw", ["/v1/../../x", "/..", "/v1/%ff%fe", "/v1/%zz", "/v1/a%", "/v1/%00x", "/v1/a%5Cb", "/v1/a\\b"]
+    "raw",
+    ["/v1/../../x", "/..", "/v1/%ff%fe", "/v1/%zz", "/v1/a%", "/v1/%00x", "/v1/a%5Cb", "/v1/a\\b"],
 )
 def test_paths_that_cannot_be_normalised_are_refused(raw: str) -> None:
     with pytest.raises(BadPath):
