@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Final, Literal
 
+import re2
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -30,11 +32,17 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
+from agent_operator.sidecar import DEFAULT_MAX_REQUEST_BODY_BYTES, UNMETERED_ENDPOINTS
+
 GROUP: Final = "agents.dev"
 VERSION: Final = "v1alpha1"
 API_VERSION: Final = f"{GROUP}/{VERSION}"
 KIND: Final = "AgentDeployment"
 PLURAL: Final = "agentdeployments"
+# A Secret's keys may be copied by a static issuer only when the Secret carries
+# this label with the value "true": whoever may create an AgentDeployment must
+# not be able to read any other Secret of the namespace through it.
+ISSUER_SOURCE_LABEL: Final = f"{GROUP}/issuer-source"
 
 # `X-client-keys` (X + 12 characters) must stay a DNS-1123 label (<= 63), and
 # the Service name X must be a DNS-1035 label (starts with a letter).
@@ -54,6 +62,13 @@ RESERVED_ENV: Final = (
     "AGENT_MODEL_COMPLEX",
 )
 DEFAULT_UNKNOWN_MODEL_PRICE: Final = (15.0, 60.0)
+MAX_MODEL_NAME_LENGTH: Final = 256
+# An env value may be the size of a small file, but all of them together must
+# leave the Deployment (which carries them) far below the ~1.5 MiB etcd stores
+# per object; exec() would refuse an environment past 2 MiB anyway.
+MAX_ENV_VALUE_LENGTH: Final = 32 * 1024
+MAX_ENV_BYTES: Final = 512 * 1024
+MAX_REQUEST_BODY_BYTES_LIMIT: Final = 64 * 1024 * 1024
 
 # Go duration strings (time.ParseDuration, which CEL's duration() uses).
 DURATION_PATTERN: Final = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$"
@@ -144,7 +159,7 @@ DNSName = Annotated[
     str, Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 ]
 URL = Annotated[str, Field(max_length=2048, pattern=r"^https?://[^\s]+$")]
-ModelName = Annotated[str, Field(min_length=1, max_length=256)]
+ModelName = Annotated[str, Field(min_length=1, max_length=MAX_MODEL_NAME_LENGTH)]
 
 
 # --- the agent container -----------------------------------------------------
@@ -155,10 +170,12 @@ class EnvVar(_Model):
 
     name: str = Field(max_length=256, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
     """Variable name; the operator's own (OPENAI_BASE_URL, ...) are refused."""
-    value: str | None = None
+    value: str | None = Field(None, max_length=MAX_ENV_VALUE_LENGTH)
     """Literal value."""
     value_from: dict[str, Any] | None = Field(None, alias="valueFrom")
-    """core/v1 EnvVarSource (secretKeyRef, configMapKeyRef, fieldRef, ...)."""
+    """core/v1 EnvVarSource (secretKeyRef, configMapKeyRef, fieldRef, ...). The
+    Deployment resolves it with the pods' rights: any Secret or ConfigMap of the
+    namespace can be put into the agent's environment this way."""
 
 
 class ResourceRequirements(_Model):
@@ -274,7 +291,8 @@ class Issuer(_Model):
     (secretRef holds the admin key); generated: random keys, for upstreams
     that accept any key."""
     secret_ref: SecretKeyRef | None = Field(None, alias="secretRef")
-    """Source key (static) or admin key (openai); required for both."""
+    """Source key (static) or admin key (openai); required for both. A static
+    source Secret must opt in with the label agents.dev/issuer-source: "true"."""
     project_id: str | None = Field(None, min_length=1, max_length=128, alias="projectID")
     """OpenAI project the keys are minted in; required for type openai."""
 
@@ -371,6 +389,14 @@ class Budget(_Model):
             lambda s: _ascending(s.alert_thresholds),
             ".alertThresholds",
         ),
+        # The map's keys have no schema of their own; unbounded, they could
+        # push the ConfigMap X-budget past the API server's size limit.
+        Rule(
+            f"self.prices.all(m, size(m) >= 1 && size(m) <= {MAX_MODEL_NAME_LENGTH})",
+            f"model names must be 1 to {MAX_MODEL_NAME_LENGTH} characters long",
+            lambda s: all(1 <= len(m) <= MAX_MODEL_NAME_LENGTH for m in s.prices),
+            ".prices",
+        ),
     )
     limits: list[Limit] = Field(
         [],
@@ -393,7 +419,8 @@ class Budget(_Model):
     downgrade_model: ModelName | None = Field(None, alias="downgradeModel")
     """Cheaper model used once a limit is reached; required for downgrade."""
     prices: dict[str, Price] = Field({}, max_length=256)
-    """Prices by model name, merged over the built-in table (these win)."""
+    """Prices by model name (1 to 256 characters), merged over the built-in
+    table (these win)."""
     unknown_model_price: Price = Field(
         Price(input=DEFAULT_UNKNOWN_MODEL_PRICE[0], output=DEFAULT_UNKNOWN_MODEL_PRICE[1]),
         alias="unknownModelPrice",
@@ -446,29 +473,89 @@ class CircuitBreaker(_Model):
     """Seconds the circuit stays open before a trial call."""
 
 
+INVALID_RE2_MESSAGE: Final = "must be a regular expression in RE2 syntax"
+# CEL's matches() compiles its pattern with Go's RE2, and a pattern that does not
+# compile is an evaluation error, which refuses the object naming the item. Both
+# sides of `||` evaluate the pattern: `error || true` would be true. The result
+# itself does not matter. The Python twin is `re2_error`.
+RE2_RULE: Final = {
+    "rule": '"".matches(self) || !"".matches(self)',
+    "message": INVALID_RE2_MESSAGE,
+}
+_RE2_OPTIONS: Final = re2.Options()
+_RE2_OPTIONS.log_errors = False  # the error comes back as a value; no stderr noise
+
+
+def _any_byte_escape(pattern: str) -> bool:
+    """True when `pattern` uses `\\C` (any byte): google-re2 takes it, Go's RE2 does not."""
+    i = 0
+    while i < len(pattern) - 1:
+        if pattern[i] == "\\":
+            if pattern[i + 1] == "C":
+                return True
+            i += 2
+        else:
+            i += 1
+    return False
+
+
+def re2_error(pattern: str) -> str | None:
+    """Why `pattern` is not RE2 syntax (as the gateway and the API server read it), or None."""
+    if _any_byte_escape(pattern):
+        return "invalid escape sequence: \\C"
+    try:
+        re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as e:
+        reason = e.args[0] if e.args else ""
+        return reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)
+    return None
+
+
+GuardPattern = Annotated[
+    str,
+    Field(
+        min_length=1, max_length=1024, json_schema_extra={"x-kubernetes-validations": [RE2_RULE]}
+    ),
+]
+
+
 class PromptGuard(_Model):
     """Prompt-injection guard on inbound request bodies."""
 
     mode: Literal["block", "flag", "off"] = "block"
     """block: refuse with 400; flag: forward, count and log; off."""
-    extra_patterns: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(
-        [], max_length=64, alias="extraPatterns"
-    )
-    """Extra regular expressions (Python syntax) that count as an injection."""
+    extra_patterns: list[GuardPattern] = Field([], max_length=64, alias="extraPatterns")
+    """Extra regular expressions that count as an injection, in RE2 syntax (no
+    backreferences or lookaround): matched in linear time, so no pattern can
+    stall the gateway."""
 
     @field_validator("extra_patterns")
     @classmethod
     def _compiles(cls, patterns: list[str]) -> list[str]:
         for i, pattern in enumerate(patterns):
-            try:
-                re.compile(pattern)
-            except re.error as e:
+            error = re2_error(pattern)
+            if error is not None:
                 raise PydanticCustomError(
                     "rule",
                     "{message}",
-                    {"message": f"invalid regular expression: {e}", "field": f"[{i}]"},
-                ) from None
+                    {"message": f"{INVALID_RE2_MESSAGE}: {error}", "field": f"[{i}]"},
+                )
         return patterns
+
+
+def _unmetered_endpoint(value: str) -> str:
+    if value not in UNMETERED_ENDPOINTS:
+        raise PydanticCustomError(
+            "enum", "must be one of {expected}", {"expected": ", ".join(UNMETERED_ENDPOINTS)}
+        )
+    return value
+
+
+UnmeteredEndpoint = Annotated[
+    str,
+    AfterValidator(_unmetered_endpoint),
+    WithJsonSchema({"type": "string", "enum": list(UNMETERED_ENDPOINTS)}),
+]
 
 
 class Gateway(_Model):
@@ -482,9 +569,36 @@ class Gateway(_Model):
     """Circuit breaker policy."""
     prompt_guard: PromptGuard = Field(PromptGuard(), alias="promptGuard")
     """Prompt guard policy."""
+    allow_unmetered_endpoints: list[UnmeteredEndpoint] = Field(
+        [],
+        max_length=len(UNMETERED_ENDPOINTS),
+        alias="allowUnmeteredEndpoints",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    """Endpoints that cost money but whose spend the gateway cannot meter (or
+    that mint keys), allowed anyway; by default they are refused with 403.
+    `completions` (legacy text completions) is metered once allowed."""
+    max_request_body_bytes: int = Field(
+        DEFAULT_MAX_REQUEST_BODY_BYTES,
+        ge=1024,
+        le=MAX_REQUEST_BODY_BYTES_LIMIT,
+        alias="maxRequestBodyBytes",
+    )
+    """Largest inbound request body, in bytes, the gateway reads and screens;
+    larger bodies are refused with 413."""
     resources: ResourceRequirements | None = None
     """Resources of the gateway container; default requests cpu 50m, memory 64Mi,
     limits memory 256Mi."""
+
+    @field_validator("allow_unmetered_endpoints")
+    @classmethod
+    def _unique(cls, names: list[str]) -> list[str]:
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise PydanticCustomError(
+                    "rule", "{message}", {"message": f"duplicate value {name!r}", "field": f"[{i}]"}
+                )
+        return names
 
 
 class Telemetry(_Model):
@@ -519,6 +633,12 @@ class AgentDeploymentSpec(_Model):
             "self.env.all(e, !(e.name in [" + ", ".join(f"'{n}'" for n in RESERVED_ENV) + "]))",
             "must not set " + ", ".join(RESERVED_ENV) + " (set by the operator)",
             lambda s: all(e.name not in RESERVED_ENV for e in s.env),
+            ".env",
+        ),
+        Rule(
+            f"self.env.map(e, has(e.value) ? size(bytes(e.value)) : 0).sum() <= {MAX_ENV_BYTES}",
+            f"values must total at most {MAX_ENV_BYTES} bytes (UTF-8)",
+            lambda s: sum(len((e.value or "").encode()) for e in s.env) <= MAX_ENV_BYTES,
             ".env",
         ),
     )

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from tests.manifests import merge
 
-from agent_operator.api import AgentDeployment
+from agent_operator.api import MAX_ENV_BYTES, AgentDeployment, InvalidSpec
 from agent_operator.builders import desired_children
 from agent_operator.render import render_manifest, to_yaml
 
@@ -120,6 +120,21 @@ def test_longest_name_is_accepted_with_its_children(
     refused = cluster.kubectl("create", "-f", "-", input=json.dumps(too_long), check=False)
     assert refused.returncode != 0
     assert "metadata.name" in refused.stderr
+
+
+def test_env_too_large_as_a_whole_is_refused_online_and_offline(
+    cluster: Any, crd: dict[str, Any], namespace: str
+) -> None:
+    """Each value within its bound, together too large for the Deployment that carries them."""
+    env = [{"name": f"V{i}", "value": "\U0001d11e" * 32768} for i in range(5)]  # 5 x 128 KiB
+    manifest = in_namespace(merge(TABLE["base"], {"spec": {"env": env}}), namespace)
+    message = f"values must total at most {MAX_ENV_BYTES} bytes (UTF-8)"
+    with pytest.raises(InvalidSpec) as offline:
+        AgentDeployment.from_body(manifest)
+    assert offline.value.errors == [f"spec.env: {message}"]
+    result = cluster.kubectl("create", "-f", "-", input=json.dumps(manifest), check=False)
+    assert result.returncode != 0
+    assert "spec.env" in result.stderr and message in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("case", TABLE["cases"], ids=lambda c: c["id"])

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 import yaml
 
-from agent_operator.api import AgentDeployment
+from agent_operator.api import ISSUER_SOURCE_LABEL, AgentDeployment
 from agent_operator.builders import BuildOptions, desired_children
 from agent_operator.operator.compare import is_subset
 from localcluster import Cluster
@@ -70,9 +70,13 @@ def apply(cluster: Cluster, namespace: str, body: dict[str, Any]) -> None:
     cluster.kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump(body))
 
 
-def source_secret(cluster: Cluster, namespace: str, value: str = "sk-upstream-1") -> None:
-    cluster.kubectl("-n", namespace, "create", "secret", "generic", "upstream",
-                    f"--from-literal=apiKey={value}")
+def source_secret(cluster: Cluster, namespace: str, value: str = "sk-upstream-1",
+                  opted_in: bool = True) -> None:
+    """Secret `upstream`, created at once with (or without) the issuer-source label."""
+    labels = {ISSUER_SOURCE_LABEL: "true"} if opted_in else {}
+    cluster.kubectl("-n", namespace, "create", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "upstream", "labels": labels},
+        "stringData": {"apiKey": value}}))
 
 
 def agd(cluster: Cluster, namespace: str, name: str = "bot") -> dict[str, Any]:

@@ -67,8 +67,9 @@ def _constraints(node: dict[str, Any], rules: list[str]) -> str:
     if node.get("x-kubernetes-list-type") == "set":
         parts.append("unique")
     items = node.get("items", {})
-    if "minimum" in items or "maximum" in items:
-        parts.append("each " + _constraints(items, []))
+    item_rules = [f"CEL: {r['message']}" for r in items.get("x-kubernetes-validations", [])]
+    if item_rules or any(k in items for k in ("minimum", "maximum", "enum")):
+        parts.append("each " + _constraints(items, item_rules))
     parts += rules
     return "; ".join(parts)
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agent_operator.api import AgentDeployment, InvalidSpec, duration_seconds
+from agent_operator.api import MAX_ENV_BYTES, AgentDeployment, InvalidSpec, duration_seconds
 from tests.manifests import merge
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,7 +41,9 @@ def test_invalid_manifest_names_the_field(case: dict[str, Any]) -> None:
     errors = errors_of(case_manifest(case))
     assert any(line.startswith(case["field"]) for line in errors), errors
     if "message" in case:
-        assert f"{case['field']}: {case['message']}" in errors
+        assert any(line.startswith(f"{case['field']}: {case['message']}") for line in errors), (
+            errors
+        )
 
 
 @pytest.mark.parametrize(
@@ -63,8 +65,26 @@ def test_invalid_manifest_names_the_field(case: dict[str, Any]) -> None:
         ),
         (
             {"gateway": {"promptGuard": {"extraPatterns": ["ok", "(unclosed"]}}},
-            "spec.gateway.promptGuard.extraPatterns[1]: invalid regular expression: "
-            "missing ), unterminated subpattern at position 0",
+            "spec.gateway.promptGuard.extraPatterns[1]: must be a regular expression in RE2 "
+            "syntax: missing ): (unclosed",
+        ),
+        (
+            {"gateway": {"promptGuard": {"extraPatterns": ["(?<!x)y"]}}},
+            "spec.gateway.promptGuard.extraPatterns[0]: must be a regular expression in RE2 "
+            "syntax: invalid perl operator: (?<!",
+        ),
+        (
+            {"env": [{"name": "BIG", "value": "v" * (32 * 1024 + 1)}]},
+            "spec.env[0].value: String should have at most 32768 characters",
+        ),
+        (
+            {"gateway": {"allowUnmeteredEndpoints": ["images", "images"]}},
+            "spec.gateway.allowUnmeteredEndpoints[1]: duplicate value 'images'",
+        ),
+        (
+            {"gateway": {"allowUnmeteredEndpoints": ["embeddings"]}},
+            "spec.gateway.allowUnmeteredEndpoints[0]: must be one of assistants-runs, audio, "
+            "batches, completions, fine-tuning, images, realtime, videos",
         ),
         (
             {
@@ -83,6 +103,18 @@ def test_invalid_manifest_names_the_field(case: dict[str, Any]) -> None:
 def test_messages(spec: dict[str, Any], expected: str) -> None:
     manifest = merge(TABLE["base"], {"spec": spec})
     assert expected in errors_of(manifest)
+
+
+@pytest.mark.parametrize("char", ["x", "\U0001d11e"])  # 1 and 4 bytes in UTF-8
+def test_env_values_are_bounded_in_bytes_as_a_whole(char: str) -> None:
+    per_value = 32 * 1024  # characters, the most one value may have
+    count = MAX_ENV_BYTES // (per_value * len(char.encode()))
+    env = [{"name": f"V{i}", "value": char * per_value} for i in range(count)]
+    assert AgentDeployment.from_body(merge(TABLE["base"], {"spec": {"env": env}}))
+    over = [*env, {"name": "ONE_MORE", "value": "x"}]
+    assert errors_of(merge(TABLE["base"], {"spec": {"env": over}})) == [
+        f"spec.env: values must total at most {MAX_ENV_BYTES} bytes (UTF-8)"
+    ]
 
 
 def test_every_error_is_reported_not_only_the_first() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agent_operator.api import AgentDeployment
+from agent_operator.api import MAX_ENV_BYTES, AgentDeployment
 from agent_operator.builders import BuildOptions, desired_children, gateway_command
 from agent_operator.prices import BUILTIN_PRICES
 
@@ -107,7 +107,7 @@ def test_agent_never_sees_a_provider_key(example: str) -> None:
     text = json.dumps(agent)
     assert "credentials" not in text and "client-keys" not in text and "budget" not in text
     assert "envFrom" not in agent
-    assert [m["name"] for m in agent["volumeMounts"]] == ["tmp"]
+    assert [m["name"] for m in agent["volumeMounts"]] == ["agent-tmp"]
 
 
 def test_anthropic_agent_env() -> None:
@@ -146,7 +146,7 @@ def test_only_the_gateway_mounts_keys_and_budget_as_whole_volumes() -> None:
         "credentials": "/var/run/agents.dev/credentials",
         "client-keys": "/var/run/agents.dev/client-keys",
         "budget": "/var/run/agents.dev/budget",
-        "tmp": "/tmp",
+        "gateway-tmp": "/tmp",
     }
     assert all("subPath" not in m and "subPathExpr" not in m for m in mounts.values())
     assert all(mounts[n]["readOnly"] for n in ("credentials", "client-keys", "budget"))
@@ -165,7 +165,10 @@ def test_volumes() -> None:
     }
     assert full["client-keys"]["secret"] == {"secretName": "research-agent-client-keys"}
     assert full["budget"]["configMap"] == {"name": "research-agent-budget"}
-    assert full["tmp"] == {"name": "tmp", "emptyDir": {}}
+    # each container its own scratch space: nothing writable is shared
+    assert full["agent-tmp"] == {"name": "agent-tmp", "emptyDir": {}}
+    assert full["gateway-tmp"] == {"name": "gateway-tmp", "emptyDir": {}}
+    assert "tmp" not in full
     assert "client-keys" not in volumes(load("minimal"))
     assert "--client-keys-dir" not in gateway_command(load("minimal"))
 
@@ -190,6 +193,8 @@ def test_gateway_command_is_the_documented_one() -> None:
         "--breaker-open-seconds", "30",
         "--prompt-guard", "block",
         "--prompt-guard-extra-pattern", "(?i)reveal your system prompt",
+        "--max-request-body-bytes", "4194304",
+        "--allow-unmetered", "completions",
         "--otlp-endpoint", "http://otel-collector.observability:4318",
         "--agent", "research-agent",
         "--namespace", "team-a",
@@ -218,12 +223,28 @@ def test_gateway_command_follows_the_spec() -> None:
     assert flags["--prompt-guard"] == "flag"
     assert "--otlp-endpoint" not in command
     # A pattern that looks like an option is passed as --flag=value.
-    assert command[-7:-4] == [
+    assert command[-9:-6] == [
         "--prompt-guard-extra-pattern",
         "a+",
         "--prompt-guard-extra-pattern=-{3,}",
     ]
+    assert command[-6:-4] == ["--max-request-body-bytes", "4194304"]
     assert command[-4:] == ["--agent", "hello-agent", "--namespace", "team-a"]
+
+
+def test_gateway_command_carries_body_limit_and_unmetered_endpoints_sorted() -> None:
+    agd = load(
+        "minimal",
+        gateway={"maxRequestBodyBytes": 1024, "allowUnmeteredEndpoints": ["images", "audio"]},
+    )
+    command = gateway_command(agd)
+    start = command.index("--max-request-body-bytes")
+    assert command[start : start + 6] == [
+        "--max-request-body-bytes", "1024",
+        "--allow-unmetered", "audio",
+        "--allow-unmetered", "images",
+    ]  # fmt: skip
+    assert "--allow-unmetered" not in gateway_command(load("minimal"))
 
 
 @pytest.mark.parametrize("name", ["agent", "gateway"])
@@ -242,6 +263,7 @@ def test_restricted_security_on_both_containers(name: str) -> None:
         "seccompProfile": {"type": "RuntimeDefault"},
     }
     assert "hostNetwork" not in pod
+    assert pod["automountServiceAccountToken"] is False  # no API credential in the pod
 
 
 def test_probes() -> None:
@@ -259,9 +281,9 @@ def test_gateway_ports_and_service() -> None:
     assert ports == {"http": 8080, "admin": 9090}  # 8081 is loopback only
     svc = by_kind(desired_children(agd))["Service/hello-agent"]["spec"]
     assert svc["selector"] == {"agents.dev/agent": "hello-agent"}
+    # The admin port (health, metrics) is for the kubelet and Prometheus, not callers.
     assert [(p["name"], p["port"], p["targetPort"]) for p in svc["ports"]] == [
         ("http", 8080, "http"),
-        ("metrics", 9090, "admin"),
     ]
 
 
@@ -345,12 +367,17 @@ def test_budget_json_without_budget_has_no_limits_but_prices() -> None:
     assert budget["unknownModelPrice"] == {"input": 15.0, "output": 60.0}
 
 
-def test_pod_template_has_no_content_hashes() -> None:
+def test_pod_template_has_no_content_hashes_and_is_scraped_on_the_admin_port() -> None:
     template = by_kind(desired_children(load("full")))["Deployment/research-agent"]["spec"][
         "template"
     ]
     annotations = template["metadata"].get("annotations", {})
-    assert annotations == {"kubectl.kubernetes.io/default-container": "agent"}
+    assert annotations == {
+        "kubectl.kubernetes.io/default-container": "agent",
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "9090",
+        "prometheus.io/path": "/metrics",
+    }
 
 
 def test_build_options() -> None:
@@ -387,3 +414,24 @@ def test_builders_are_pure() -> None:
     first[3]["spec"]["template"]["spec"]["containers"][0]["env"].clear()
     assert desired_children(agd) != first
     assert agd.model_dump() == before
+
+
+def test_the_largest_valid_spec_renders_children_the_server_can_store() -> None:
+    """Every bound of the spec at its maximum at once: each child stays under 1 MiB
+    (etcd stores ~1.5 MiB per object; managedFields and status need the rest)."""
+    per_value = MAX_ENV_BYTES // 16
+    env = [{"name": f"V{i:03d}".ljust(256, "x"), "value": "v" * per_value} for i in range(16)]
+    env += [{"name": f"W{i:03d}".ljust(256, "x")} for i in range(256 - 16)]
+    prices = {f"m{i:03d}".ljust(256, "x"): {"input": 1.5, "output": 2.5} for i in range(256)}
+    agd = load(
+        "full",
+        env=env,
+        budget={"prices": prices},
+        gateway={"promptGuard": {"extraPatterns": ["a" * 1024] * 64}},
+    )
+    sizes = {
+        f"{c['kind']}/{c['metadata']['name']}": len(json.dumps(c).encode())
+        for c in desired_children(agd)
+    }
+    assert sizes["Deployment/research-agent"] > MAX_ENV_BYTES  # the bounds were reached
+    assert max(sizes.values()) < 1024 * 1024, sizes

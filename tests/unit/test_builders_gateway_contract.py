@@ -14,6 +14,7 @@ from agent_operator.api import AgentDeployment
 from agent_operator.builders import budget_configmap, gateway_command
 from agent_operator.gateway.budget import parse_budget
 from agent_operator.gateway.config import build_parser
+from agent_operator.sidecar import UNMETERED_ENDPOINTS
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
@@ -33,6 +34,20 @@ def test_gateway_parses_the_rendered_command(example: Path) -> None:
     assert args.agent == agd.name
     assert (args.client_keys_dir is not None) == agd.spec.client_auth.enabled
     assert args.prompt_guard_extra_pattern == list(agd.spec.gateway.prompt_guard.extra_patterns)
+    assert args.max_request_body_bytes == agd.spec.gateway.max_request_body_bytes
+    assert args.allow_unmetered == sorted(agd.spec.gateway.allow_unmetered_endpoints)
+
+
+@pytest.mark.parametrize("endpoints", [[], list(UNMETERED_ENDPOINTS)[::-1]])
+def test_gateway_parses_every_unmetered_endpoint_and_the_body_limit(endpoints: list[str]) -> None:
+    body = yaml.safe_load((REPO / "examples" / "minimal.yaml").read_text())
+    body["spec"]["gateway"] = {
+        "allowUnmeteredEndpoints": endpoints,
+        "maxRequestBodyBytes": 67108864,
+    }
+    args = build_parser().parse_args(gateway_command(AgentDeployment.from_body(body))[2:])
+    assert args.allow_unmetered == sorted(endpoints)
+    assert args.max_request_body_bytes == 67108864
 
 
 def test_pattern_that_looks_like_an_option_survives() -> None:

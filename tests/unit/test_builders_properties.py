@@ -235,7 +235,10 @@ def test_names_labels_and_ownership(manifest: dict[str, Any]) -> None:
             pod = spec["template"]["spec"]
             agent, gateway = pod["containers"]
             assert (agent["name"], gateway["name"]) == ("agent", "gateway")
-            assert [m["name"] for m in agent["volumeMounts"]] == ["tmp"]
+            assert [m["name"] for m in agent["volumeMounts"]] == ["agent-tmp"]
+            gateway_mounts = {m["name"] for m in gateway["volumeMounts"]}
+            assert "agent-tmp" not in gateway_mounts  # no writable volume is shared
+            assert pod["automountServiceAccountToken"] is False
             assert not any("secretKeyRef" in json.dumps(e) for e in agent["env"][:2])
             assert spec["template"]["metadata"]["labels"] == meta["labels"]
 

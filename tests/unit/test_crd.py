@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from agent_operator import crd
-from agent_operator.api import AgentDeploymentSpec
+from agent_operator.api import ISSUER_SOURCE_LABEL, AgentDeploymentSpec
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILES = [
@@ -106,15 +106,18 @@ def test_status_keeps_unknown_fields_and_is_typed() -> None:
 def test_validation_rules_sit_where_the_field_is_named() -> None:
     spec = _schema()["properties"]["spec"]
     by_path = {
-        path: [r["fieldPath"] for r in node.get("x-kubernetes-validations", [])]
+        # A rule on the node it checks names no fieldPath: "" (the node itself).
+        path: [r.get("fieldPath", "") for r in node.get("x-kubernetes-validations", [])]
         for path, node in _nodes(spec)
     }
-    assert by_path[""] == [".replicas", ".port", ".env"]
+    assert by_path[""] == [".replicas", ".port", ".env", ".env"]
     assert by_path[".autoscaling"] == [".maxReplicas"]
     assert by_path[".credentials.issuer"] == [".secretRef", ".projectID"]
     assert by_path[".credentials.rotation"] == [".every", ".gracePeriod"]
-    assert by_path[".budget"] == [".downgradeModel", ".alertThresholds"]
+    assert by_path[".budget"] == [".downgradeModel", ".alertThresholds", ".prices"]
     assert by_path[".model"] == [".baseURL"]
+    # each pattern on its own, so the server names the bad item: extraPatterns[1]
+    assert by_path[".gateway.promptGuard.extraPatterns[]"] == [""]
     thresholds = spec["properties"]["budget"]["properties"]["alertThresholds"]["items"]
     assert thresholds == {**thresholds, "minimum": 0, "exclusiveMinimum": True, "maximum": 1}
     metadata = _schema()["properties"]["metadata"]["properties"]["name"]
@@ -157,3 +160,9 @@ def test_crd_defaults_equal_model_defaults(example: Path) -> None:
     by_server = _apply_defaults(_schema()["properties"]["spec"], copy.deepcopy(spec))
     by_model = AgentDeploymentSpec.model_validate(spec).model_dump(by_alias=True, exclude_none=True)
     assert _normalise(by_server) == _normalise(by_model)
+
+
+def test_secret_ref_names_the_issuer_source_label() -> None:
+    """`kubectl explain` must tell users the label the operator checks, spelled the same."""
+    issuer = _schema()["properties"]["spec"]["properties"]["credentials"]["properties"]["issuer"]
+    assert ISSUER_SOURCE_LABEL in issuer["properties"]["secretRef"]["description"]

@@ -2,8 +2,9 @@
 
 Only the gateway mounts key material and the budget, as whole volumes (no
 subPath) so Kubernetes swaps the files in place and nothing restarts. The
-gateway's configuration is its command line, which is part of the pod
-template already: a change rolls the pods without a config-hash annotation.
+two containers share no writable volume and the pod gets no service-account
+token. The gateway's configuration is its command line, which is part of the
+pod template already: a change rolls the pods without a config-hash annotation.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from agent_operator.builders.labels import (
     selector,
 )
 from agent_operator.builders.options import BuildOptions
+from agent_operator.sidecar import ALLOW_UNMETERED_FLAG, MAX_REQUEST_BODY_BYTES_FLAG
 
 INBOUND_PORT: Final = 8080
 OUTBOUND_PORT: Final = 8081
@@ -29,6 +31,14 @@ CREDENTIALS_DIR: Final = f"{MOUNT_ROOT}/credentials"
 CLIENT_KEYS_DIR: Final = f"{MOUNT_ROOT}/client-keys"
 BUDGET_DIR: Final = f"{MOUNT_ROOT}/budget"
 KEY_PLACEHOLDER: Final = "injected-by-gateway"
+AGENT_TMP: Final = "agent-tmp"
+GATEWAY_TMP: Final = "gateway-tmp"
+# Metrics are scraped from the pods' admin port, never through the Service.
+SCRAPE_ANNOTATIONS: Final = {
+    "prometheus.io/scrape": "true",
+    "prometheus.io/port": str(ADMIN_PORT),
+    "prometheus.io/path": "/metrics",
+}
 # Non-root user of the gateway image; explicit so runAsNonRoot holds for any build.
 GATEWAY_UID: Final = 65532
 DEFAULT_GATEWAY_RESOURCES: Final[dict[str, Any]] = {
@@ -74,6 +84,9 @@ def gateway_command(agd: AgentDeployment) -> list[str]:
             command.append(f"--prompt-guard-extra-pattern={pattern}")
         else:
             command += ["--prompt-guard-extra-pattern", pattern]
+    command += [MAX_REQUEST_BODY_BYTES_FLAG, str(gw.max_request_body_bytes)]
+    for endpoint in sorted(gw.allow_unmetered_endpoints):
+        command += [ALLOW_UNMETERED_FLAG, endpoint]
     if spec.telemetry.otlp_endpoint:
         command += ["--otlp-endpoint", spec.telemetry.otlp_endpoint]
     command += ["--agent", agd.name, "--namespace", agd.namespace]
@@ -132,7 +145,7 @@ def _resources(resources: ResourceRequirements | None) -> dict[str, Any] | None:
 
 
 def agent_container(agd: AgentDeployment) -> dict[str, Any]:
-    """The user's agent: no key material, only /tmp mounted."""
+    """The user's agent: no key material, only its own /tmp mounted."""
     spec = agd.spec
     container: dict[str, Any] = {
         "name": "agent",
@@ -143,7 +156,7 @@ def agent_container(agd: AgentDeployment) -> dict[str, Any]:
         "livenessProbe": _http_probe(spec.health_path, spec.port, period=10, failures=3),
         "readinessProbe": _http_probe(spec.health_path, spec.port, period=5, failures=3),
         "securityContext": _security_context(),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": AGENT_TMP, "mountPath": "/tmp"}],
     }
     resources = _resources(spec.resources)
     if resources:
@@ -158,7 +171,7 @@ def gateway_container(agd: AgentDeployment, options: BuildOptions) -> dict[str, 
         mounts.append({"name": "client-keys", "mountPath": CLIENT_KEYS_DIR, "readOnly": True})
     mounts += [
         {"name": "budget", "mountPath": BUDGET_DIR, "readOnly": True},
-        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": GATEWAY_TMP, "mountPath": "/tmp"},
     ]
     return {
         "name": "gateway",
@@ -186,7 +199,10 @@ def volumes(agd: AgentDeployment) -> list[dict[str, Any]]:
         result.append({"name": "client-keys", "secret": {"secretName": client_keys_name(agd)}})
     result += [
         {"name": "budget", "configMap": {"name": budget_name(agd)}},
-        {"name": "tmp", "emptyDir": {}},
+        # One each: a shared writable volume would let the agent plant files
+        # the gateway reads (or the reverse).
+        {"name": AGENT_TMP, "emptyDir": {}},
+        {"name": GATEWAY_TMP, "emptyDir": {}},
     ]
     return result
 
@@ -207,9 +223,15 @@ def deployment(agd: AgentDeployment, options: BuildOptions) -> dict[str, Any]:
             "template": {
                 "metadata": {
                     "labels": labels(agd),
-                    "annotations": {"kubectl.kubernetes.io/default-container": "agent"},
+                    "annotations": {
+                        "kubectl.kubernetes.io/default-container": "agent",
+                        **SCRAPE_ANNOTATIONS,
+                    },
                 },
                 "spec": {
+                    # Neither container calls the Kubernetes API with the pod's
+                    # identity; a mounted token would only be a credential to steal.
+                    "automountServiceAccountToken": False,
                     # The agent needs no service-discovery variables; they only
                     # grow its environment with every Service in the namespace.
                     "enableServiceLinks": False,

@@ -1,11 +1,16 @@
-"""Service X: the gateway's inbound port, plus its admin port for scraping."""
+"""Service X: the gateway's inbound port only.
+
+The admin port (health, metrics) stays off the Service: callers of the agent
+have no business there. Prometheus scrapes it from the pods (see the
+pod template's prometheus.io annotations).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from agent_operator.api import AgentDeployment
-from agent_operator.builders.deployment import ADMIN_PORT, INBOUND_PORT
+from agent_operator.builders.deployment import INBOUND_PORT
 from agent_operator.builders.labels import metadata, selector
 
 
@@ -23,13 +28,6 @@ def service(agd: AgentDeployment) -> dict[str, Any]:
                     "name": "http",
                     "port": INBOUND_PORT,
                     "targetPort": "http",
-                    "protocol": "TCP",
-                    "appProtocol": "http",
-                },
-                {
-                    "name": "metrics",
-                    "port": ADMIN_PORT,
-                    "targetPort": "admin",
                     "protocol": "TCP",
                     "appProtocol": "http",
                 },

@@ -16,10 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Protocol
 
+from agent_operator.api import ISSUER_SOURCE_LABEL
 from agent_operator.api import Issuer as IssuerSpec
 from agent_operator.operator.problems import Problem
 
 CURRENT: Final = "current"
+# Far above any provider's API key; a bigger value is a mistake (or an attack on
+# the Secrets and the gateway that hold it), not a key.
+MAX_KEY_BYTES: Final = 16 * 1024
 ISSUED_AT: Final = "agents.dev/issued-at"
 KEY_ID: Final = "agents.dev/key-id"
 
@@ -58,28 +62,45 @@ def decode(secret: Mapping[str, Any] | None, key: str) -> str | None:
         return None
 
 
+def opted_in(secret: Mapping[str, Any]) -> bool:
+    """True when a Secret carries the issuer-source label: its keys may be copied."""
+    labels = secret.get("metadata", {}).get("labels") or {}
+    return labels.get(ISSUER_SOURCE_LABEL) == "true"
+
+
 @dataclass(frozen=True)
 class StaticIssuer:
-    """Copies a key from a Secret in the AgentDeployment's namespace."""
+    """Copies a key from a Secret in the AgentDeployment's namespace that opted in."""
 
     secret_name: str
     key: str
     source: Mapping[str, Any] | None  # the source Secret's body, None when missing
 
     def issue(self) -> IssuedKey:
-        value = decode(self.source, self.key)
+        where = f"Secret {self.secret_name!r} (spec.credentials.issuer.secretRef)"
         if self.source is None:
             raise Problem(
                 "CredentialsSecretMissing",
                 f"Secret {self.secret_name!r} (key {self.key!r}) referenced by "
                 "spec.credentials.issuer.secretRef does not exist",
             )
-        if not value:
+        # Before anything of its data is read: the label is the owner's consent.
+        if not opted_in(self.source):
             raise Problem(
-                "CredentialsSecretMissing",
-                f"Secret {self.secret_name!r} has no key {self.key!r} "
-                "(spec.credentials.issuer.secretRef)",
+                "CredentialsSourceNotOptedIn",
+                f"{where} is not an issuer source, so its keys are not copied: if it "
+                f"is meant to be one, label it {ISSUER_SOURCE_LABEL}=true "
+                f"(kubectl label secret {self.secret_name} {ISSUER_SOURCE_LABEL}=true)",
             )
+        raw = (self.source.get("data") or {}).get(self.key)
+        if raw is None:
+            raise Problem("CredentialsSecretMissing", f"{where} has no key {self.key!r}")
+        value = decode(self.source, self.key)
+        size = len(value.encode()) if value is not None else 0
+        if value is None or not value or size > MAX_KEY_BYTES:
+            why = ("is not UTF-8 text" if value is None else "is empty" if not value
+                   else f"is {size} bytes, more than the {MAX_KEY_BYTES} a key may have")
+            raise Problem("CredentialsKeyInvalid", f"key {self.key!r} of {where} {why}")
         return IssuedKey(_new_key_id("static"), value)
 
 

@@ -54,6 +54,18 @@ KINDS: Final = {
 }
 
 
+def status_message(err: ApiException) -> str:
+    """The message of the Status object an API error carries, else its HTTP reason."""
+    try:
+        status = json.loads(err.body or "")
+    except ValueError:
+        status = None
+    if isinstance(status, dict) and isinstance(status.get("message"), str):
+        message: str = status["message"]
+        return message
+    return str(err.reason or "")
+
+
 class Kube:
     """The calls of one reconcile; every method is blocking (run it in a thread)."""
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from kubernetes.client.exceptions import ApiException
+
 from agent_operator.api import AgentDeployment, InvalidSpec
 from agent_operator.builders import BuildOptions, desired_children
 from agent_operator.builders.labels import client_keys_name, credentials_name
@@ -31,8 +33,8 @@ from agent_operator.operator.credentials import (
     secret_content,
 )
 from agent_operator.operator.events import Change, Event, transition_events
-from agent_operator.operator.kube import AGENT_DEPLOYMENT, FIELD_MANAGER, Kube
-from agent_operator.operator.problems import Problem
+from agent_operator.operator.kube import AGENT_DEPLOYMENT, FIELD_MANAGER, Kube, status_message
+from agent_operator.operator.problems import Problem, child_conflict, child_rejected, combine
 from agent_operator.operator.status import KEY_FIELDS, derive_status, rfc3339, status_patch
 
 log = logging.getLogger("agent_operator.reconcile")
@@ -48,6 +50,16 @@ class Result:
     problem: Problem | None = None
     writes: int = 0
     children: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Synced:
+    """One child after its sync: the live body when it is ours, what was done, what failed."""
+
+    live: dict[str, Any] | None = None
+    change: Change | None = None
+    new_key: bool = False
+    problem: Problem | None = None
 
 
 def object_logger(namespace: str, name: str) -> logging.LoggerAdapter[logging.Logger]:
@@ -88,28 +100,28 @@ class Reconciler:
         except InvalidSpec as err:
             invalid = Problem("InvalidSpec", "; ".join(err.errors), retry=False)
             deployment = self.kube.get("Deployment", namespace, name)
+            if deployment is not None and not controlled_by(deployment, body["metadata"]["uid"]):
+                deployment = None  # not ours: it says nothing about this AgentDeployment
             writes = self._finish(body, generation, deployment, invalid, [], [], {}, logger)
             return Result("problem", invalid, writes)
 
         changes: list[Change] = []
         issued: list[str] = []
         live_by_name: dict[tuple[str, str], dict[str, Any]] = {}
-        problem: Problem | None = None
+        problems: list[Problem] = []
         for child in desired_children(agd, self.options):
             kind, child_name = child["kind"], child["metadata"]["name"]
-            live: dict[str, Any] | None
-            try:
-                live, change, new_key = self._sync_child(agd, child, logger)
-            except Problem as found:
-                problem = problem or found
-                live, change, new_key = self.kube.get(kind, namespace, child_name), None, False
-            if live is not None:
-                live_by_name[(kind, child_name)] = live
-            if change is not None:
-                changes.append(change)
-            if new_key:
+            synced = self._sync_child(agd, child, logger)
+            if synced.live is not None:
+                live_by_name[(kind, child_name)] = synced.live
+            if synced.change is not None:
+                changes.append(synced.change)
+            if synced.new_key:
                 issued.append(child_name)
+            if synced.problem is not None:
+                problems.append(synced.problem)
         changes += self._prune(agd, live_by_name, logger)
+        problem = combine(problems)
 
         credentials = live_by_name.get(("Secret", credentials_name(agd)))
         client_keys = live_by_name.get(("Secret", client_keys_name(agd)))
@@ -123,32 +135,45 @@ class Reconciler:
         return Result("problem" if problem else "synced", problem, writes, children)
 
     def _sync_child(self, agd: AgentDeployment, child: dict[str, Any],
-                    logger: logging.LoggerAdapter[logging.Logger],
-                    ) -> tuple[dict[str, Any], Change | None, bool]:
-        """Apply one child if it differs from live: (live, the change made, a new key issued).
+                    logger: logging.LoggerAdapter[logging.Logger]) -> Synced:
+        """Apply one child if it differs from live.
 
-        Raises Problem when a Secret's key cannot be had; the live Secret is then left
-        alone, since applying it without data would drop a working key.
+        An object of the child's name that this AgentDeployment does not control
+        is never applied over, read further or used for status. When a Secret's
+        key cannot be had, the live Secret is left alone (applying it without
+        data would drop a working key). A child the API server refuses is a
+        Problem naming it; other API errors raise.
         """
         kind, name = child["kind"], child["metadata"]["name"]
         live = self.kube.get(kind, agd.namespace, name)
+        if live is not None and not controlled_by(live, agd.metadata.uid):
+            return Synced(problem=child_conflict(kind, name))
         new_key = False
         if kind == "Secret":
-            child, new_key = self._with_key(agd, child, live)
+            try:
+                child, new_key = self._with_key(agd, child, live)
+            except Problem as problem:
+                return Synced(live, problem=problem)
         desired = with_hash(child)
         why = verdict(desired, live)
         if why is None:
-            assert live is not None
-            return live, None, new_key
-        handoff = replicas_handoff(desired, live, FIELD_MANAGER)
-        if handoff is not None:
-            self.kube.apply(handoff, HANDOFF_MANAGER)
-            metrics.WRITES.labels(verb="apply", kind=kind).inc()
-        applied = self.kube.apply(desired)
+            return Synced(live, new_key=new_key)
+        try:
+            handoff = replicas_handoff(desired, live, FIELD_MANAGER)
+            if handoff is not None:
+                self.kube.apply(handoff, HANDOFF_MANAGER)
+                metrics.WRITES.labels(verb="apply", kind=kind).inc()
+            applied = self.kube.apply(desired)
+        except ApiException as err:
+            rejected = child_rejected(kind, name, int(err.status or 0), status_message(err))
+            if rejected is None:
+                raise
+            return Synced(live, problem=rejected)
         metrics.WRITES.labels(verb="apply", kind=kind).inc()
         action: Literal["created", "updated"] = "created" if why == "missing" else "updated"
         logger.info("%s %s %s (%s)", action, kind, name, why)
-        return applied, Change(kind, name, action, "" if why == "missing" else why), new_key
+        return Synced(applied, Change(kind, name, action, "" if why == "missing" else why),
+                      new_key)
 
     def _with_key(self, agd: AgentDeployment, child: dict[str, Any],
                   live: Mapping[str, Any] | None) -> tuple[dict[str, Any], bool]:

@@ -7,10 +7,12 @@ from datetime import UTC, datetime
 
 import pytest
 
+from agent_operator.api import ISSUER_SOURCE_LABEL
 from agent_operator.api import Issuer as IssuerSpec
 from agent_operator.operator.credentials import (
     ISSUED_AT,
     KEY_ID,
+    MAX_KEY_BYTES,
     GeneratedIssuer,
     IssuedKey,
     StaticIssuer,
@@ -27,23 +29,62 @@ def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
-def secret(data: dict[str, str], annotations: dict[str, str] | None = None) -> dict[str, object]:
-    return {"metadata": {"annotations": annotations or {}},
+def secret(data: dict[str, str], annotations: dict[str, str] | None = None,
+           labels: dict[str, str] | None = None) -> dict[str, object]:
+    return {"metadata": {"annotations": annotations or {}, "labels": labels or {}},
             "data": {k: b64(v) for k, v in data.items()}}
 
 
+def source(data: dict[str, str]) -> dict[str, object]:
+    """A Secret that opted in to being an issuer source."""
+    return secret(data, labels={ISSUER_SOURCE_LABEL: "true"})
+
+
+def problem_of(issuer: StaticIssuer) -> Problem:
+    with pytest.raises(Problem) as err:
+        issuer.issue()
+    return err.value
+
+
 def test_static_copies_the_source_key() -> None:
-    key = StaticIssuer("src", "apiKey", secret({"apiKey": "sk-1"})).issue()
+    key = StaticIssuer("src", "apiKey", source({"apiKey": "sk-1"})).issue()
     assert key.secret == "sk-1" and key.key_id.startswith("static-")
     assert "sk-1" not in repr(key)
 
 
-@pytest.mark.parametrize("source", [None, secret({"other": "x"})])
-def test_static_missing_secret_or_key_is_a_problem(source: dict[str, object] | None) -> None:
-    with pytest.raises(Problem) as err:
-        StaticIssuer("src", "apiKey", source).issue()
-    assert err.value.reason == "CredentialsSecretMissing" and err.value.retry
-    assert "'src'" in err.value.message and "'apiKey'" in err.value.message
+@pytest.mark.parametrize("body", [None, source({"other": "x"})])
+def test_static_missing_secret_or_key_is_a_problem(body: dict[str, object] | None) -> None:
+    problem = problem_of(StaticIssuer("src", "apiKey", body))
+    assert problem.reason == "CredentialsSecretMissing" and problem.retry
+    assert "'src'" in problem.message and "'apiKey'" in problem.message
+
+
+@pytest.mark.parametrize("labels", [{}, {ISSUER_SOURCE_LABEL: "false"}, {"other": "true"}])
+def test_static_source_must_opt_in(labels: dict[str, str]) -> None:
+    body = secret({"apiKey": "sk-not-for-you"}, labels=labels)
+    problem = problem_of(StaticIssuer("src", "apiKey", body))
+    assert problem.reason == "CredentialsSourceNotOptedIn" and problem.retry
+    assert "'src'" in problem.message and f"{ISSUER_SOURCE_LABEL}=true" in problem.message
+    assert "sk-not-for-you" not in problem.message
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [("", "is empty"), ("k" * (MAX_KEY_BYTES + 1), f"is {MAX_KEY_BYTES + 1} bytes")],
+)
+def test_static_key_must_be_sane(value: str, why: str) -> None:
+    problem = problem_of(StaticIssuer("src", "apiKey", source({"apiKey": value})))
+    assert problem.reason == "CredentialsKeyInvalid" and problem.retry
+    assert why in problem.message and "'apiKey'" in problem.message and "'src'" in problem.message
+    longest = "k" * MAX_KEY_BYTES
+    assert StaticIssuer("src", "apiKey", source({"apiKey": longest})).issue().secret == longest
+
+
+def test_static_key_that_is_not_text_is_invalid() -> None:
+    body = source({})
+    body["data"] = {"apiKey": base64.b64encode(b"\xff\xfe").decode()}
+    problem = problem_of(StaticIssuer("src", "apiKey", body))
+    assert problem.reason == "CredentialsKeyInvalid" and "not UTF-8" in problem.message
 
 
 def test_generated_keeps_the_existing_key() -> None:
