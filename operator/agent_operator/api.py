@@ -32,7 +32,16 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
-from agent_operator.sidecar import DEFAULT_MAX_REQUEST_BODY_BYTES, UNMETERED_ENDPOINTS
+from agent_operator.sidecar import (
+    DEFAULT_MAX_REQUEST_BODY_BYTES,
+    DEFAULT_UNKNOWN_MODEL_PRICE,
+    GATEWAY_PORTS,
+    UNMETERED_ENDPOINTS,
+    BudgetPeriod,
+    GuardMode,
+    OnExhausted,
+    Provider,
+)
 
 GROUP: Final = "agents.dev"
 VERSION: Final = "v1alpha1"
@@ -48,7 +57,8 @@ ISSUER_SOURCE_LABEL: Final = f"{GROUP}/issuer-source"
 # the Service name X must be a DNS-1035 label (starts with a letter).
 MAX_NAME_LENGTH: Final = 51
 NAME_PATTERN: Final = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
-GATEWAY_PORTS: Final = (8080, 8081, 9090)
+# "8080, 8081 or 9090", for messages
+_GATEWAY_PORTS_TEXT: Final = ", ".join(map(str, GATEWAY_PORTS[:-1])) + f" or {GATEWAY_PORTS[-1]}"
 # Set on the agent container by the operator; a user value would point the
 # agent past the gateway or hand it a provider key.
 RESERVED_ENV: Final = (
@@ -61,7 +71,6 @@ RESERVED_ENV: Final = (
     "AGENT_MODEL_MEDIUM",
     "AGENT_MODEL_COMPLEX",
 )
-DEFAULT_UNKNOWN_MODEL_PRICE: Final = (15.0, 60.0)
 MAX_MODEL_NAME_LENGTH: Final = 256
 # An env value may be the size of a small file, but all of them together must
 # leave the Deployment (which carries them) far below the ~1.5 MiB etcd stores
@@ -211,7 +220,6 @@ class Autoscaling(_Model):
 
 # --- the model provider ------------------------------------------------------
 
-Provider = Literal["openai", "anthropic", "azure-openai", "openai-compatible"]
 DEFAULT_BASE_URLS: Final[dict[str, str]] = {
     "openai": "https://api.openai.com/v1",
     "anthropic": "https://api.anthropic.com",
@@ -295,6 +303,9 @@ class Issuer(_Model):
     source Secret must opt in with the label agents.dev/issuer-source: "true"."""
     project_id: str | None = Field(None, min_length=1, max_length=128, alias="projectID")
     """OpenAI project the keys are minted in; required for type openai."""
+    admin_base_url: URL = Field("https://api.openai.com/v1", alias="adminBaseURL")
+    """Base URL of the OpenAI Admin API (type openai): the service accounts of
+    projectID are created and deleted under it."""
 
 
 class Rotation(_Model):
@@ -308,6 +319,13 @@ class Rotation(_Model):
             ".every",
         ),
         Rule(
+            "duration(self.gracePeriod) >= duration('2m')",
+            "must be at least 2m: the kubelet takes up to about a minute plus its cache "
+            "TTL to deliver a rotated Secret to the pods, which use the previous key meanwhile",
+            lambda s: duration_seconds(s.grace_period) >= 120,
+            ".gracePeriod",
+        ),
+        Rule(
             "duration(self.gracePeriod) < duration(self.every)",
             "must be shorter than every",
             lambda s: duration_seconds(s.grace_period) < duration_seconds(s.every),
@@ -317,7 +335,8 @@ class Rotation(_Model):
     every: Duration = "720h"
     """Time between scheduled rotations."""
     grace_period: Duration = Field("24h", alias="gracePeriod")
-    """How long the previous key stays valid after a rotation; shorter than every."""
+    """How long the previous key stays valid after a rotation (then it is revoked);
+    at least 2m, shorter than every. A rotation asked for meanwhile waits for it."""
 
 
 class ClientKeyRotation(Rotation):
@@ -360,7 +379,7 @@ class Price(_Model):
 class Limit(_Model):
     """A spend limit per calendar period (UTC)."""
 
-    period: Literal["hour", "day", "week", "month"]
+    period: BudgetPeriod
     """Calendar period (UTC): hour, day, week (from Monday) or month."""
     max_usd: float = Field(gt=0, alias="maxUSD")
     """Spend limit in USD for the period."""
@@ -414,7 +433,7 @@ class Budget(_Model):
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
     """Fractions of a limit, each in (0, 1], ascending, at which an alert fires."""
-    on_exhausted: Literal["reject", "downgrade"] = Field("reject", alias="onExhausted")
+    on_exhausted: OnExhausted = Field("reject", alias="onExhausted")
     """reject: answer 429; downgrade: rewrite the request to downgradeModel."""
     downgrade_model: ModelName | None = Field(None, alias="downgradeModel")
     """Cheaper model used once a limit is reached; required for downgrade."""
@@ -522,7 +541,7 @@ GuardPattern = Annotated[
 class PromptGuard(_Model):
     """Prompt-injection guard on inbound request bodies."""
 
-    mode: Literal["block", "flag", "off"] = "block"
+    mode: GuardMode = "block"
     """block: refuse with 400; flag: forward, count and log; off."""
     extra_patterns: list[GuardPattern] = Field([], max_length=64, alias="extraPatterns")
     """Extra regular expressions that count as an injection, in RE2 syntax (no
@@ -624,8 +643,8 @@ class AgentDeploymentSpec(_Model):
             ".replicas",
         ),
         Rule(
-            "!(self.port in [8080, 8081, 9090])",
-            "must not be 8080, 8081 or 9090 (ports of the gateway sidecar)",
+            f"!(self.port in {list(GATEWAY_PORTS)})",
+            f"must not be {_GATEWAY_PORTS_TEXT} (ports of the gateway sidecar)",
             lambda s: s.port not in GATEWAY_PORTS,
             ".port",
         ),

@@ -195,13 +195,18 @@ def test_keys_are_copied_only_from_secrets_that_opted_in(
         "-p",
         json.dumps({"stringData": {"apiKey": huge}}),
     )
-    body = wait_for(
-        lambda: failing_with(cluster, namespace, "CredentialsKeyInvalid"),
-        30,
-        "Ready=False CredentialsKeyInvalid",
-    )
-    assert "'apiKey'" in ready_condition(body)["message"]
+    # A working key is in place, so Ready is not affected: CredentialsReady says it.
+    def credentials_failing() -> dict[str, Any] | None:
+        body = agd(cluster, namespace)
+        for cond in body.get("status", {}).get("conditions") or []:
+            if cond["type"] == "CredentialsReady" and cond["reason"] == "CredentialsKeyInvalid":
+                return cond
+        return None
+
+    cond = wait_for(credentials_failing, 30, "CredentialsReady=False CredentialsKeyInvalid")
+    assert cond["status"] == "False" and "'apiKey'" in cond["message"]
     assert secret_value(cluster, namespace, "bot-credentials", "current") == "sk-not-for-you"
+    assert warnings(cluster, namespace, "CredentialsKeyInvalid")
 
 
 def test_a_child_refused_by_a_quota_is_reported_then_created(

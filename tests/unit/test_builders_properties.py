@@ -16,9 +16,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent_operator.api import GATEWAY_PORTS, RESERVED_ENV, AgentDeployment
+from agent_operator.api import RESERVED_ENV, AgentDeployment
 from agent_operator.builders import desired_children
 from agent_operator.render import to_yaml
+from agent_operator.sidecar import GATEWAY_PORTS
 
 K8S_VERSION = "1.37"
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -40,9 +41,9 @@ money = st.floats(min_value=0, max_value=1000, allow_nan=False).map(lambda x: ro
 
 @st.composite
 def durations(draw: st.DrawFn) -> tuple[str, str]:
-    """(every, gracePeriod) with 1m <= every and gracePeriod < every."""
-    every_minutes = draw(st.integers(1, 60 * 24 * 90))
-    grace_seconds = draw(st.integers(0, every_minutes * 60 - 1))
+    """(every, gracePeriod) with 2m <= gracePeriod < every."""
+    every_minutes = draw(st.integers(3, 60 * 24 * 90))
+    grace_seconds = draw(st.integers(120, every_minutes * 60 - 1))
     every = draw(st.sampled_from([f"{every_minutes}m", f"{every_minutes * 60}s"]))
     grace = f"{grace_seconds}s" if grace_seconds % 60 else f"{grace_seconds // 60}m"
     return every, grace

@@ -113,7 +113,7 @@ def test_validation_rules_sit_where_the_field_is_named() -> None:
     assert by_path[""] == [".replicas", ".port", ".env", ".env"]
     assert by_path[".autoscaling"] == [".maxReplicas"]
     assert by_path[".credentials.issuer"] == [".secretRef", ".projectID"]
-    assert by_path[".credentials.rotation"] == [".every", ".gracePeriod"]
+    assert by_path[".credentials.rotation"] == [".every", ".gracePeriod", ".gracePeriod"]
     assert by_path[".budget"] == [".downgradeModel", ".alertThresholds", ".prices"]
     assert by_path[".model"] == [".baseURL"]
     # each pattern on its own, so the server names the bad item: extraPatterns[1]

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from agent_operator.api import AgentDeployment
-from agent_operator.builders.configmap import budget_config, budget_configmap
-from agent_operator.builders.deployment import deployment, gateway_command
+from agent_operator.builders.configmap import budget_configmap, budget_file
+from agent_operator.builders.deployment import deployment, gateway_args, gateway_command
 from agent_operator.builders.hpa import horizontal_pod_autoscaler
 from agent_operator.builders.labels import labels, owner_reference, selector
 from agent_operator.builders.options import BuildOptions
@@ -19,12 +19,13 @@ from agent_operator.builders.service import service
 
 __all__ = [
     "BuildOptions",
-    "budget_config",
     "budget_configmap",
+    "budget_file",
     "client_keys_secret",
     "credentials_secret",
     "deployment",
     "desired_children",
+    "gateway_args",
     "gateway_command",
     "horizontal_pod_autoscaler",
     "labels",

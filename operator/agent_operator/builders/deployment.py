@@ -5,10 +5,13 @@ subPath) so Kubernetes swaps the files in place and nothing restarts. The
 two containers share no writable volume and the pod gets no service-account
 token. The gateway's configuration is its command line, which is part of the
 pod template already: a change rolls the pods without a config-hash annotation.
+Ports, volume names, mount paths and the flags are the sidecar contract
+(`agent_operator.sidecar`), shared with the gateway.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Final
 
 from agent_operator.api import AgentDeployment, ResourceRequirements
@@ -21,23 +24,33 @@ from agent_operator.builders.labels import (
     selector,
 )
 from agent_operator.builders.options import BuildOptions
-from agent_operator.sidecar import ALLOW_UNMETERED_FLAG, MAX_REQUEST_BODY_BYTES_FLAG
+from agent_operator.sidecar import (
+    ADMIN_PORT,
+    BUDGET_DIR,
+    BUDGET_VOLUME,
+    CLIENT_KEYS_DIR,
+    CLIENT_KEYS_VOLUME,
+    CREDENTIALS_DIR,
+    CREDENTIALS_VOLUME,
+    GATEWAY_ENTRYPOINT,
+    HEALTHZ_PATH,
+    INBOUND_PORT,
+    METRICS_PATH,
+    OUTBOUND_PORT,
+    READYZ_PATH,
+    GatewayArgs,
+)
 
-INBOUND_PORT: Final = 8080
-OUTBOUND_PORT: Final = 8081
-ADMIN_PORT: Final = 9090
-MOUNT_ROOT: Final = "/var/run/agents.dev"
-CREDENTIALS_DIR: Final = f"{MOUNT_ROOT}/credentials"
-CLIENT_KEYS_DIR: Final = f"{MOUNT_ROOT}/client-keys"
-BUDGET_DIR: Final = f"{MOUNT_ROOT}/budget"
 KEY_PLACEHOLDER: Final = "injected-by-gateway"
+# /tmp of each container (the root filesystems are read-only); the gateway
+# never reads them, so they are the pod's business, not the sidecar contract.
 AGENT_TMP: Final = "agent-tmp"
 GATEWAY_TMP: Final = "gateway-tmp"
 # Metrics are scraped from the pods' admin port, never through the Service.
 SCRAPE_ANNOTATIONS: Final = {
     "prometheus.io/scrape": "true",
     "prometheus.io/port": str(ADMIN_PORT),
-    "prometheus.io/path": "/metrics",
+    "prometheus.io/path": METRICS_PATH,
 }
 # Non-root user of the gateway image; explicit so runAsNonRoot holds for any build.
 GATEWAY_UID: Final = 65532
@@ -47,50 +60,37 @@ DEFAULT_GATEWAY_RESOURCES: Final[dict[str, Any]] = {
 }
 
 
-def _number(value: float) -> str:
-    """A flag value: `30` rather than `30.0`."""
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
+def gateway_args(agd: AgentDeployment) -> GatewayArgs:
+    """The sidecar's settings for `agd`; listen addresses and limits not set here
+    keep GatewayArgs' defaults, which are the pod's."""
+    spec = agd.spec
+    gw = spec.gateway
+    return GatewayArgs(
+        provider=spec.model.provider,
+        upstream_url=spec.model.upstream_url,
+        agent_url=f"http://127.0.0.1:{spec.port}",
+        credentials_dir=Path(CREDENTIALS_DIR),
+        client_keys_dir=Path(CLIENT_KEYS_DIR) if spec.client_auth.enabled else None,
+        budget_dir=Path(BUDGET_DIR),
+        timeout_seconds=gw.timeout_seconds,
+        retry_attempts=gw.retries.attempts,
+        retry_backoff_min_seconds=gw.retries.backoff_min,
+        retry_backoff_max_seconds=gw.retries.backoff_max,
+        breaker_failure_threshold=gw.circuit_breaker.failure_threshold,
+        breaker_open_seconds=gw.circuit_breaker.open_seconds,
+        prompt_guard=gw.prompt_guard.mode,
+        prompt_guard_extra_patterns=tuple(gw.prompt_guard.extra_patterns),
+        max_request_body_bytes=gw.max_request_body_bytes,
+        allow_unmetered=frozenset(gw.allow_unmetered_endpoints),
+        otlp_endpoint=spec.telemetry.otlp_endpoint or None,
+        agent=agd.name,
+        namespace=agd.namespace,
+    )
 
 
 def gateway_command(agd: AgentDeployment) -> list[str]:
-    """The sidecar's command line, exactly as docs/architecture.md fixes it."""
-    spec = agd.spec
-    gw = spec.gateway
-    command = [
-        "agent-operator", "gateway",
-        "--provider", spec.model.provider,
-        "--upstream-url", spec.model.upstream_url,
-        "--agent-url", f"http://127.0.0.1:{spec.port}",
-        "--inbound-listen", f"0.0.0.0:{INBOUND_PORT}",
-        "--outbound-listen", f"127.0.0.1:{OUTBOUND_PORT}",
-        "--admin-listen", f"0.0.0.0:{ADMIN_PORT}",
-        "--credentials-dir", CREDENTIALS_DIR,
-    ]  # fmt: skip
-    if spec.client_auth.enabled:
-        command += ["--client-keys-dir", CLIENT_KEYS_DIR]
-    command += [
-        "--budget-dir", BUDGET_DIR,
-        "--timeout-seconds", _number(gw.timeout_seconds),
-        "--retry-attempts", str(gw.retries.attempts),
-        "--retry-backoff-min-seconds", _number(gw.retries.backoff_min),
-        "--retry-backoff-max-seconds", _number(gw.retries.backoff_max),
-        "--breaker-failure-threshold", str(gw.circuit_breaker.failure_threshold),
-        "--breaker-open-seconds", _number(gw.circuit_breaker.open_seconds),
-        "--prompt-guard", gw.prompt_guard.mode,
-    ]  # fmt: skip
-    for pattern in gw.prompt_guard.extra_patterns:
-        # argparse would take a value starting with "-" for an option.
-        if pattern.startswith("-"):
-            command.append(f"--prompt-guard-extra-pattern={pattern}")
-        else:
-            command += ["--prompt-guard-extra-pattern", pattern]
-    command += [MAX_REQUEST_BODY_BYTES_FLAG, str(gw.max_request_body_bytes)]
-    for endpoint in sorted(gw.allow_unmetered_endpoints):
-        command += [ALLOW_UNMETERED_FLAG, endpoint]
-    if spec.telemetry.otlp_endpoint:
-        command += ["--otlp-endpoint", spec.telemetry.otlp_endpoint]
-    command += ["--agent", agd.name, "--namespace", agd.namespace]
-    return command
+    """The sidecar's command line, as docs/architecture.md shows it."""
+    return [*GATEWAY_ENTRYPOINT, *gateway_args(agd).to_argv()]
 
 
 def agent_env(agd: AgentDeployment) -> list[dict[str, Any]]:
@@ -166,11 +166,11 @@ def agent_container(agd: AgentDeployment) -> dict[str, Any]:
 
 def gateway_container(agd: AgentDeployment, options: BuildOptions) -> dict[str, Any]:
     """The sidecar: the only container that mounts keys and the budget."""
-    mounts = [{"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True}]
+    mounts = [{"name": CREDENTIALS_VOLUME, "mountPath": CREDENTIALS_DIR, "readOnly": True}]
     if agd.spec.client_auth.enabled:
-        mounts.append({"name": "client-keys", "mountPath": CLIENT_KEYS_DIR, "readOnly": True})
+        mounts.append({"name": CLIENT_KEYS_VOLUME, "mountPath": CLIENT_KEYS_DIR, "readOnly": True})
     mounts += [
-        {"name": "budget", "mountPath": BUDGET_DIR, "readOnly": True},
+        {"name": BUDGET_VOLUME, "mountPath": BUDGET_DIR, "readOnly": True},
         {"name": GATEWAY_TMP, "mountPath": "/tmp"},
     ]
     return {
@@ -182,8 +182,8 @@ def gateway_container(agd: AgentDeployment, options: BuildOptions) -> dict[str, 
             {"name": "http", "containerPort": INBOUND_PORT, "protocol": "TCP"},
             {"name": "admin", "containerPort": ADMIN_PORT, "protocol": "TCP"},
         ],
-        "livenessProbe": _http_probe("/healthz", ADMIN_PORT, period=10, failures=3),
-        "readinessProbe": _http_probe("/readyz", ADMIN_PORT, period=5, failures=3),
+        "livenessProbe": _http_probe(HEALTHZ_PATH, ADMIN_PORT, period=10, failures=3),
+        "readinessProbe": _http_probe(READYZ_PATH, ADMIN_PORT, period=5, failures=3),
         "resources": _resources(agd.spec.gateway.resources) or DEFAULT_GATEWAY_RESOURCES,
         "securityContext": _security_context(run_as_user=GATEWAY_UID),
         "volumeMounts": mounts,
@@ -193,12 +193,12 @@ def gateway_container(agd: AgentDeployment, options: BuildOptions) -> dict[str, 
 def volumes(agd: AgentDeployment) -> list[dict[str, Any]]:
     """Pod volumes named as docs/architecture.md fixes them."""
     result: list[dict[str, Any]] = [
-        {"name": "credentials", "secret": {"secretName": credentials_name(agd)}}
+        {"name": CREDENTIALS_VOLUME, "secret": {"secretName": credentials_name(agd)}}
     ]
     if agd.spec.client_auth.enabled:
-        result.append({"name": "client-keys", "secret": {"secretName": client_keys_name(agd)}})
+        result.append({"name": CLIENT_KEYS_VOLUME, "secret": {"secretName": client_keys_name(agd)}})
     result += [
-        {"name": "budget", "configMap": {"name": budget_name(agd)}},
+        {"name": BUDGET_VOLUME, "configMap": {"name": budget_name(agd)}},
         # One each: a shared writable volume would let the agent plant files
         # the gateway reads (or the reverse).
         {"name": AGENT_TMP, "emptyDir": {}},

@@ -6,8 +6,7 @@ from typing import Any
 
 from agent_operator.api import AgentDeployment
 from agent_operator.builders.labels import metadata
-
-INFLIGHT_METRIC = "agent_gateway_inflight_requests"
+from agent_operator.sidecar import INFLIGHT_METRIC
 
 
 def horizontal_pod_autoscaler(agd: AgentDeployment) -> dict[str, Any] | None:

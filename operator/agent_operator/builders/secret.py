@@ -1,7 +1,7 @@
 """Secrets X-credentials and X-client-keys: metadata only.
 
-The operator fills the key material (keys `current`, `previous`,
-`previous-expires-at`, see docs/architecture.md); a builder never invents a
+The operator fills the key material (the keys of `sidecar.SECRET_FILES`:
+`current`, `previous`, `previous-expires-at`); a builder never invents a
 secret.
 """
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from agent_operator.api import AgentDeployment
-from agent_operator.builders.deployment import INBOUND_PORT
 from agent_operator.builders.labels import metadata, selector
+from agent_operator.sidecar import INBOUND_PORT
 
 
 def service(agd: AgentDeployment) -> dict[str, Any]:

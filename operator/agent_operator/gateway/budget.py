@@ -1,26 +1,33 @@
 """Budget: prices, limits per calendar period (UTC), the up-front check and charging.
 
-Format of `budget.json` is fixed in docs/architecture.md. Prices are USD per
-1M tokens. A model with no price is charged at `unknownModelPrice`, never free.
+`budget.json` is `sidecar.BudgetFile`, the model the builder writes it with;
+it is validated here and turned into the working `BudgetConfig`. Prices are
+USD per 1M tokens. A model with no price is charged at `unknownModelPrice`,
+never free.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+
+from pydantic import ValidationError
 
 from agent_operator.gateway.spend import SpendStore
 from agent_operator.gateway.volumes import Signature, read_files
+from agent_operator.sidecar import (
+    BUDGET_FILE,
+    DEFAULT_UNKNOWN_MODEL_PRICE,
+    BudgetFile,
+    BudgetFilePrice,
+    BudgetPeriod,
+    OnExhausted,
+)
 
-BUDGET_FILE = "budget.json"
-PERIODS = ("hour", "day", "week", "month", "year")
-# used only when budget.json has no unknownModelPrice: pricey on purpose
-FALLBACK_UNKNOWN_PRICE = (15.0, 60.0)
 _PRICE_CACHE_MAX = 1024
+_ERRORS_SHOWN = 3
 
 
 class BudgetFileError(ValueError):
@@ -39,20 +46,34 @@ class Price:
 
 @dataclass(frozen=True, slots=True)
 class Limit:
-    period: str
+    period: BudgetPeriod
     max_usd: float
 
 
 @dataclass(frozen=True)
 class BudgetConfig:
+    """The budget the gateway enforces; swapped whole on reload. Default: no limits."""
+
     limits: tuple[Limit, ...] = ()
     alert_thresholds: tuple[float, ...] = ()
-    on_exhausted: str = "reject"
+    on_exhausted: OnExhausted = "reject"
     downgrade_model: str | None = None
     prices: Mapping[str, Price] = field(default_factory=dict)
-    unknown_price: Price = Price(*FALLBACK_UNKNOWN_PRICE)
+    unknown_price: Price = Price(*DEFAULT_UNKNOWN_MODEL_PRICE)
     # model name -> (price, priced name it matched or None); filled lazily, bounded
     _cache: dict[str, tuple[Price, str | None]] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_file(cls, file: BudgetFile) -> BudgetConfig:
+        """The working form of a validated budget.json; alert thresholds ascending."""
+        return cls(
+            limits=tuple(Limit(limit.period, limit.max_usd) for limit in file.limits),
+            alert_thresholds=tuple(sorted(file.alert_thresholds)),
+            on_exhausted=file.on_exhausted,
+            downgrade_model=file.downgrade_model,
+            prices={model: _price(price) for model, price in file.prices.items()},
+            unknown_price=_price(file.unknown_model_price),
+        )
 
     def price_for(self, model: str) -> tuple[Price, bool]:
         """Price of `model` and whether it was known.
@@ -90,53 +111,34 @@ class BudgetConfig:
         return self.unknown_price, None
 
 
-def _price(raw: Any, where: str) -> Price:
-    if not isinstance(raw, Mapping):
-        raise BudgetFileError(f"{where}: expected an object with input and output")
-    try:
-        return Price(float(raw.get("input", 0.0)), float(raw.get("output", 0.0)))
-    except (TypeError, ValueError) as exc:
-        raise BudgetFileError(f"{where}: prices must be numbers") from exc
+def _price(price: BudgetFilePrice) -> Price:
+    return Price(price.input, price.output)
 
 
-def parse_budget(raw: Any) -> BudgetConfig:
-    """Validate the decoded budget.json into a BudgetConfig.
+def _describe(error: ValidationError) -> str:
+    """`limits[0].maxUSD: Input should be a valid number; ...`: the first few errors."""
+    problems = []
+    for err in error.errors(include_url=False)[:_ERRORS_SHOWN]:
+        path = ""
+        for part in err["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        message = err["msg"].removeprefix("Value error, ")
+        problems.append(f"{path}: {message}" if path else message)
+    more = error.error_count() - _ERRORS_SHOWN
+    return "; ".join(problems) + (f" (and {more} more)" if more > 0 else "")
 
-    Every malformed shape raises BudgetFileError (a wrong type must not
-    escape as TypeError and stop the reload loop).
+
+def budget_from_json(text: str | bytes) -> BudgetConfig:
+    """Validate the text of budget.json into a BudgetConfig.
+
+    Every problem (not JSON, a wrong type, an unknown period) raises
+    BudgetFileError naming the field: the reloader keeps the last good budget.
     """
     try:
-        return _parse_budget(raw)
-    except (TypeError, ValueError, AttributeError) as exc:
-        if isinstance(exc, BudgetFileError):
-            raise
-        raise BudgetFileError(f"budget.json: malformed ({exc})") from exc
-
-
-def _parse_budget(raw: Any) -> BudgetConfig:
-    if not isinstance(raw, Mapping):
-        raise BudgetFileError("budget.json: expected a JSON object")
-    limits = []
-    for i, item in enumerate(raw.get("limits") or []):
-        period = item.get("period") if isinstance(item, Mapping) else None
-        if period not in PERIODS:
-            raise BudgetFileError(f"budget.json: limits[{i}].period must be one of {PERIODS}")
-        limits.append(Limit(period, float(item.get("maxUSD", 0.0))))
-    on_exhausted = raw.get("onExhausted", "reject")
-    if on_exhausted not in ("reject", "downgrade"):
-        raise BudgetFileError("budget.json: onExhausted must be reject or downgrade")
-    downgrade = raw.get("downgradeModel") or None
-    if on_exhausted == "downgrade" and not downgrade:
-        raise BudgetFileError("budget.json: downgrade needs downgradeModel")
-    prices = {str(k): _price(v, f"prices.{k}") for k, v in (raw.get("prices") or {}).items()}
-    unknown_raw = raw.get("unknownModelPrice")
-    unknown = (
-        _price(unknown_raw, "unknownModelPrice")
-        if unknown_raw is not None
-        else Price(*FALLBACK_UNKNOWN_PRICE)
-    )
-    thresholds = tuple(sorted(float(t) for t in raw.get("alertThresholds") or []))
-    return BudgetConfig(tuple(limits), thresholds, on_exhausted, downgrade, prices, unknown)
+        file = BudgetFile.model_validate_json(text)
+    except ValidationError as exc:
+        raise BudgetFileError(f"{BUDGET_FILE}: {_describe(exc)}") from exc
+    return BudgetConfig.from_file(file)
 
 
 def load_budget(directory: Path) -> tuple[BudgetConfig, Signature] | None:
@@ -147,14 +149,10 @@ def load_budget(directory: Path) -> tuple[BudgetConfig, Signature] | None:
     files, sig = snapshot
     if BUDGET_FILE not in files:
         raise BudgetFileError(f"{BUDGET_FILE} is missing")
-    try:
-        raw = json.loads(files[BUDGET_FILE])
-    except ValueError as exc:
-        raise BudgetFileError(f"{BUDGET_FILE} is not valid JSON") from exc
-    return parse_budget(raw), sig
+    return budget_from_json(files[BUDGET_FILE]), sig
 
 
-def period_key(period: str, now: float) -> str:
+def period_key(period: BudgetPeriod, now: float) -> str:
     """Calendar period (UTC) containing `now` (epoch seconds), e.g. `month:2026-11`."""
     moment = datetime.fromtimestamp(now, UTC)
     if period == "hour":
@@ -166,7 +164,7 @@ def period_key(period: str, now: float) -> str:
         return f"week:{year}-W{week:02d}"
     if period == "month":
         return f"month:{moment:%Y-%m}"
-    return f"year:{moment:%Y}"
+    raise ValueError(f"unknown budget period {period!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """Keys from the mounted Secrets: the upstream provider key and the client keys.
 
-Layout (docs/architecture.md): `current`, `previous`, `previous-expires-at`
+Layout (`sidecar.SECRET_FILES`): `current`, `previous`, `previous-expires-at`
 (RFC 3339 UTC). The upstream key is injected as-is; client keys are kept
 only as SHA-256 digests and compared in constant time against all of them.
 """
@@ -14,8 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from agent_operator.gateway.volumes import Signature, read_files
-
-SECRET_FILES = ("current", "previous", "previous-expires-at")
+from agent_operator.sidecar import CURRENT, PREVIOUS, PREVIOUS_EXPIRES_AT, SECRET_FILES
 
 
 class KeyFileError(ValueError):
@@ -44,9 +43,9 @@ class UpstreamKey:
 
 
 def upstream_key_from(files: dict[str, str]) -> UpstreamKey:
-    key = files.get("current", "").strip()
+    key = files.get(CURRENT, "").strip()
     if not key:
-        raise KeyFileError("credentials: `current` is missing or empty")
+        raise KeyFileError(f"credentials: `{CURRENT}` is missing or empty")
     return UpstreamKey(key)
 
 
@@ -80,18 +79,18 @@ class ClientKeys:
 
 
 def client_keys_from(files: dict[str, str]) -> ClientKeys:
-    current = files.get("current", "").strip()
+    current = files.get(CURRENT, "").strip()
     if not current:
-        raise KeyFileError("client keys: `current` is missing or empty")
+        raise KeyFileError(f"client keys: `{CURRENT}` is missing or empty")
     entries = [(digest(current), float("inf"))]
-    previous = files.get("previous", "").strip()
+    previous = files.get(PREVIOUS, "").strip()
     if previous:
-        expiry_text = files.get("previous-expires-at", "").strip()
+        expiry_text = files.get(PREVIOUS_EXPIRES_AT, "").strip()
         try:
             # no expiry written: treat the previous key as already expired (fail closed)
             expires_at = parse_rfc3339(expiry_text) if expiry_text else 0.0
         except ValueError as exc:
-            raise KeyFileError("client keys: `previous-expires-at` is not RFC 3339") from exc
+            raise KeyFileError(f"client keys: `{PREVIOUS_EXPIRES_AT}` is not RFC 3339") from exc
         entries.append((digest(previous), expires_at))
     return ClientKeys(tuple(entries))
 

@@ -22,6 +22,7 @@ from agent_operator.gateway.server import serve
 from agent_operator.gateway.spend import InMemorySpendStore
 from agent_operator.gateway.state import GatewayState, Reloader
 from agent_operator.gateway.telemetry import JsonLog, LibraryLogHandler, Metrics, Tracing
+from agent_operator.sidecar import HEALTHZ_PATH, METRICS_PATH, READYZ_PATH
 
 
 class Admin:
@@ -32,14 +33,14 @@ class Admin:
         self.metrics = metrics
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        if request.path == "/healthz":
+        if request.path == HEALTHZ_PATH:
             return web.Response(text="ok")
-        if request.path == "/readyz":
+        if request.path == READYZ_PATH:
             ready = self.state.ready
             return web.Response(
                 status=200 if ready else 503, text="ready" if ready else "not ready"
             )
-        if request.path == "/metrics":
+        if request.path == METRICS_PATH:
             return web.Response(
                 body=generate_latest(self.metrics.registry),
                 headers={"Content-Type": CONTENT_TYPE_LATEST},

@@ -19,8 +19,8 @@ from typing import Any, cast
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-from agent_operator.gateway.config import Listen
 from agent_operator.gateway.telemetry import JsonLog
+from agent_operator.sidecar import Listen
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 # aiohttp's own cap on bodies it buffers; ours (gateway/bodies.py) are smaller

@@ -11,10 +11,9 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
-from agent_operator.gateway.budget import BUDGET_FILE, Budget, BudgetFileError, load_budget
+from agent_operator.gateway.budget import Budget, BudgetFileError, load_budget
 from agent_operator.gateway.config import Settings
 from agent_operator.gateway.keys import (
-    SECRET_FILES,
     ClientKeys,
     KeyFileError,
     UpstreamKey,
@@ -24,6 +23,13 @@ from agent_operator.gateway.keys import (
 )
 from agent_operator.gateway.telemetry import JsonLog, Metrics
 from agent_operator.gateway.volumes import Signature, signature
+from agent_operator.sidecar import (
+    BUDGET_FILE,
+    BUDGET_VOLUME,
+    CLIENT_KEYS_VOLUME,
+    CREDENTIALS_VOLUME,
+    SECRET_FILES,
+)
 
 
 class GatewayState:
@@ -53,14 +59,14 @@ class Reloader:
         self._seen: dict[str, Signature] = {}
         s = state.settings
         self._volumes: list[tuple[str, Path, tuple[str, ...], Callable[[Path], bool]]] = [
-            ("credentials", s.credentials_dir, SECRET_FILES, self._load_credentials)
+            (CREDENTIALS_VOLUME, s.credentials_dir, SECRET_FILES, self._load_credentials)
         ]
         if s.client_keys_dir is not None:
             self._volumes.append(
-                ("client-keys", s.client_keys_dir, SECRET_FILES, self._load_client_keys)
+                (CLIENT_KEYS_VOLUME, s.client_keys_dir, SECRET_FILES, self._load_client_keys)
             )
         if s.budget_dir is not None:
-            self._volumes.append(("budget", s.budget_dir, (BUDGET_FILE,), self._load_budget))
+            self._volumes.append((BUDGET_VOLUME, s.budget_dir, (BUDGET_FILE,), self._load_budget))
 
     def poll(self) -> None:
         """Reload every volume whose files changed since the last successful load."""

@@ -17,6 +17,8 @@ from typing import Any, TextIO
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from agent_operator.sidecar import INFLIGHT_METRIC
+
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
@@ -42,7 +44,7 @@ class Metrics:
         # unlabelled on purpose: the HPA's Pods metric reads it as is, and
         # counting the agent's own LLM calls too would double every request
         self.inflight = Gauge(
-            p + "inflight_requests",
+            INFLIGHT_METRIC,
             "Inbound requests in progress (the autoscaling signal).",
             registry=r,
         )

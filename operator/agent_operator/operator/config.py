@@ -32,6 +32,7 @@ class Config:
     log_format: str
     verbose: bool
     build: BuildOptions
+    time_scale: float = 1.0  # testing only: rotation durations pass this many times faster
 
     @property
     def clusterwide(self) -> bool:
@@ -89,6 +90,9 @@ def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument("--gateway-image-pull-policy", choices=list(get_args(PullPolicy)),
                    default=default("GATEWAY_IMAGE_PULL_POLICY",
                                    BuildOptions.gateway_image_pull_policy))
+    p.add_argument("--time-scale", type=float, default=float(default("TIME_SCALE", "1")),
+                   help="TESTING ONLY: rotation schedules and grace periods pass this many "
+                        "times faster (60: a minute lasts a second)")
     return p
 
 
@@ -115,4 +119,5 @@ def load(argv: list[str], env: Mapping[str, str] | None = None) -> Config:
         verbose=args.verbose,
         build=BuildOptions(gateway_image=args.gateway_image,
                            gateway_image_pull_policy=args.gateway_image_pull_policy),
+        time_scale=args.time_scale if args.time_scale > 0 else 1.0,
     )

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from agent_operator.operator.status import DEGRADED
+from agent_operator.operator.status import CREDENTIALS_READY, DEGRADED
 
 
 @dataclass(frozen=True)
@@ -41,10 +41,10 @@ def _condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any]:
 
 
 def transition_events(old: Mapping[str, Any] | None, new: Mapping[str, Any],
-                      changes: Sequence[Change], issued: Sequence[str] = ()) -> list[Event]:
-    """Events for one reconcile: child writes, issued keys, phase and problem transitions.
+                      changes: Sequence[Change]) -> list[Event]:
+    """Events for one reconcile: child writes, phase, problem and credential transitions.
 
-    `issued` names the Secrets that got a new key.
+    Key steps (issued, rotated, revoked) post their own Events (operator/keys.py).
     """
     old = old or {}
     events = []
@@ -53,8 +53,14 @@ def transition_events(old: Mapping[str, Any] | None, new: Mapping[str, Any],
         detail = f" ({change.why})" if change.why else ""
         text = f"{change.action} {change.kind} {change.name}{detail}"
         events.append(Event("Normal", reason, text))
-    for secret in issued:
-        events.append(Event("Normal", "KeyIssued", f"issued a new key into Secret {secret}"))
+    was_keys, keys_now = _condition(old, CREDENTIALS_READY), _condition(new, CREDENTIALS_READY)
+    failing = keys_now.get("status") == "False" and keys_now.get("reason") != "NoKeys"
+    # a failing key step is announced once, unless it is also the Degraded reason below
+    if (failing and keys_now.get("reason") != _condition(new, DEGRADED).get("reason")
+            and (was_keys.get("status") != "False"
+                 or was_keys.get("reason") != keys_now.get("reason"))):
+        events.append(Event("Warning", str(keys_now.get("reason")),
+                            str(keys_now.get("message", ""))))
     was, now = _condition(old, DEGRADED), _condition(new, DEGRADED)
     degraded_now = now.get("status") == "True"
     if degraded_now and (was.get("status") != "True" or was.get("reason") != now.get("reason")):

@@ -20,7 +20,7 @@ import kopf
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from agent_operator.api import GROUP, KIND, PLURAL, VERSION
+from agent_operator.api import GROUP, ISSUER_SOURCE_LABEL, KIND, PLURAL, VERSION
 from agent_operator.builders.labels import AGENT_LABEL, MANAGED_BY
 from agent_operator.operator import metrics
 from agent_operator.operator.config import Config
@@ -37,8 +37,13 @@ CHILD_RESOURCES: Final = (
     ("", "v1", "services"),
     ("autoscaling", "v2", "horizontalpodautoscalers"),
     ("", "v1", "configmaps"),
-    ("", "v1", "secrets"),
+    ("", "v1", "secrets"),  # last: see SERVER_FILTERED
 )
+# Secrets are watched without a server-side label selector: one watch serves our
+# children and the issuer sources (other labels), each handler filtering its own.
+SERVER_FILTERED: Final = CHILD_RESOURCES[:-1]
+# A due key step is looked at no later than this after it falls due.
+_DUE_SLACK_SECONDS: Final = 0.5
 # Failures that are the API server's, not ours: logged without a traceback.
 TRANSIENT: Final = (ApiException, urllib3.exceptions.HTTPError, OSError)
 
@@ -64,6 +69,8 @@ class Runtime:
         self.queue: WorkQueue[Key] = WorkQueue(config.backoff_base_seconds,
                                               config.backoff_max_seconds)
         self.children: dict[Key, list[str]] = {}
+        # (namespace, Secret) -> the AgentDeployments whose issuer reads it
+        self.sources: dict[Key, set[Key]] = {}
         self.tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -111,11 +118,15 @@ class Runtime:
         finally:
             metrics.RECONCILE_DURATION.observe(time.monotonic() - started)
         metrics.RECONCILES.labels(result=result.outcome).inc()
+        self._index_source(key, result.source)
         if result.outcome == "gone":
             self.queue.forget(key)
             self.children.pop(key, None)
+            metrics.forget_credentials(*key)
         elif result.problem is not None and result.problem.retry:
             delay = self.queue.backoff(key)
+            if result.due_in is not None:
+                delay = min(delay, max(result.due_in, 0.0) + _DUE_SLACK_SECONDS)
             logger.info("retrying in %.0fs: %s", delay, result.problem.reason)
             self.queue.add_after(key, delay)
             self.children[key] = result.children
@@ -123,9 +134,18 @@ class Runtime:
             self.queue.forget(key)
             # Periodic resync: kopf resumes watches from the last resourceVersion and
             # never re-lists on its own, so drift that sends no event needs a timer.
-            self.queue.add_after(key, self.config.resync_seconds)
+            delay = self.config.resync_seconds
+            if result.due_in is not None:  # a rotation or a grace period's end
+                delay = min(delay, max(result.due_in, 0.0) + _DUE_SLACK_SECONDS)
+            self.queue.add_after(key, delay)
             self.children[key] = result.children
         metrics.set_managed(self.children.values())
+
+    def _index_source(self, key: Key, source: str | None) -> None:
+        for owners in self.sources.values():
+            owners.discard(key)
+        if source is not None:
+            self.sources.setdefault((key[0], source), set()).add(key)
 
     def _failed(self, key: Key, logger: logging.LoggerAdapter[logging.Logger], what: str,
                 trace: bool) -> None:
@@ -161,7 +181,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         # (about one minute in all) a failed watch request ends the operator process.
         settings.networking.error_backoffs = (1, 1, 2, 3, 5, 8, 13, 21, *([30] * 18))
         # Children: only ours, filtered by the API server rather than in memory.
-        for group, version, plural in CHILD_RESOURCES:
+        for group, version, plural in SERVER_FILTERED:
             settings.watching.label_selectors[(group, version, plural)] = (
                 f"{MANAGED_BY_LABEL}={MANAGED_BY}"
             )
@@ -190,3 +210,11 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     for group, version, plural in CHILD_RESOURCES:
         kopf.on.event(group, version, plural, id=f"child-{plural}", registry=registry,
                       labels={MANAGED_BY_LABEL: MANAGED_BY})(child_event)
+
+    # A changed issuer source (a static key, an admin key) is a rotation: seconds, not a resync.
+    @kopf.on.event("", "v1", "secrets", id="issuer-source", registry=registry,
+                   labels={ISSUER_SOURCE_LABEL: "true"})
+    async def source_event(namespace: str | None, name: str | None, **_: Any) -> None:
+        if namespace and name:
+            for key in list(runtime.sources.get((namespace, name), ())):
+                await runtime.queue.add(key)

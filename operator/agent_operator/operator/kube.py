@@ -129,6 +129,18 @@ class Kube:
                    body={"preconditions": {"uid": uid}, "propagationPolicy": "Background"},
                    content_type="application/json")
 
+    def set_finalizers(self, namespace: str, name: str, finalizers: list[str],
+                       resource_version: str) -> dict[str, Any]:
+        """Replace the AgentDeployment's finalizers, only if it is still at `resource_version`
+        (a finalizer someone else added meanwhile is not lost: the write fails with 409)."""
+        result = self._call(
+            "PATCH", AGENT_DEPLOYMENT.path(namespace, name), {"fieldManager": FIELD_MANAGER},
+            {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}},
+            "application/merge-patch+json",
+        )
+        assert result is not None
+        return result
+
     def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
         """Merge-patch the status subresource of an AgentDeployment."""
         self._call("PATCH", AGENT_DEPLOYMENT.path(namespace, name, "status"),

@@ -40,7 +40,7 @@ def main(argv: list[str]) -> int:
     identity += secrets.token_hex(4)
     peering = None if config.standalone else (config.peering or "default")
     gate = PeeringGate(kube, peering, identity, config.priority, config.clusterwide)
-    runtime = Runtime(config, Reconciler(kube, config.build), gate)
+    runtime = Runtime(config, Reconciler(kube, config.build, time_scale=config.time_scale), gate)
     registry = kopf.OperatorRegistry()
     register(registry, runtime)
     log.info("starting: namespaces=%s peering=%s standalone=%s workers=%d",

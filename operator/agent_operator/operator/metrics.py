@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from typing import Final
 
@@ -38,6 +39,30 @@ MANAGED: Final = Gauge(
 QUEUE_DEPTH: Final = Gauge(
     "agent_operator_queue_depth", "Keys waiting in the work queue.", registry=REGISTRY,
 )
+CREDENTIAL_AGE: Final = Gauge(
+    "agent_operator_credential_age_seconds",
+    "Seconds since the current key of a key Secret was issued.",
+    ["namespace", "agentdeployment", "secret"], registry=REGISTRY,
+)
+ROTATIONS: Final = Counter(
+    "agent_operator_credential_rotations_total",
+    "Keys minted (first issue and rotations), by result (ok, error).",
+    ["result"], registry=REGISTRY,
+)
+REVOCATIONS: Final = Counter(
+    "agent_operator_credential_revocations_total",
+    "Keys revoked at their issuer or dropped after their grace period, by result (ok, error).",
+    ["result"], registry=REGISTRY,
+)
+
+
+def forget_credentials(namespace: str, name: str) -> None:
+    """Drop the age series of a gone AgentDeployment."""
+    for secret in ("credentials", "client-keys"):
+        with contextlib.suppress(KeyError):
+            CREDENTIAL_AGE.remove(namespace, name, secret)
+
+
 KINDS: Final = ("AgentDeployment", "Deployment", "Service", "HorizontalPodAutoscaler",
                 "ConfigMap", "Secret")
 

@@ -25,15 +25,10 @@ from agent_operator.operator.compare import (
     verdict,
     with_hash,
 )
-from agent_operator.operator.credentials import (
-    GeneratedIssuer,
-    credentials_issuer,
-    decode,
-    fill_secret,
-    secret_content,
-)
 from agent_operator.operator.events import Change, Event, transition_events
+from agent_operator.operator.keys import FINALIZER, SKIP_REVOCATION, KeyKeeper, KeyOutcome
 from agent_operator.operator.kube import AGENT_DEPLOYMENT, FIELD_MANAGER, Kube, status_message
+from agent_operator.operator.openai_admin import IssuerRefused, IssuerUnavailable
 from agent_operator.operator.problems import Problem, child_conflict, child_rejected, combine
 from agent_operator.operator.status import KEY_FIELDS, derive_status, rfc3339, status_patch
 
@@ -50,6 +45,10 @@ class Result:
     problem: Problem | None = None
     writes: int = 0
     children: list[str] = field(default_factory=list)
+    # seconds until a key step falls due (a rotation, the end of a grace period)
+    due_in: float | None = None
+    # the Secret spec.credentials.issuer.secretRef names: a change of it reconciles again
+    source: str | None = None
 
 
 @dataclass
@@ -58,8 +57,8 @@ class Synced:
 
     live: dict[str, Any] | None = None
     change: Change | None = None
-    new_key: bool = False
     problem: Problem | None = None
+    keys: KeyOutcome | None = None  # key Secrets: what their lifecycle did and found
 
 
 def object_logger(namespace: str, name: str) -> logging.LoggerAdapter[logging.Logger]:
@@ -75,25 +74,25 @@ def controlled_by(child: Mapping[str, Any], uid: str) -> bool:
     return any(r.get("uid") == uid and r.get("controller") for r in refs)
 
 
-def _annotations(body: Mapping[str, Any] | None) -> dict[str, str]:
-    return dict((body or {}).get("metadata", {}).get("annotations") or {})
-
-
 class Reconciler:
     """Reconciles AgentDeployments through `kube`; `clock` returns aware UTC datetimes."""
 
     def __init__(self, kube: Kube, options: BuildOptions,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 time_scale: float = 1.0) -> None:
         self.kube = kube
         self.options = options
         self.clock = clock
         self.instance = socket.gethostname()
+        self.keys = KeyKeeper(kube.get, clock, time_scale)
 
     def reconcile(self, namespace: str, name: str) -> Result:
         body = self.kube.get("AgentDeployment", namespace, name)
-        if body is None or body.get("metadata", {}).get("deletionTimestamp"):
-            return Result("gone")  # children go by garbage collection
+        if body is None:
+            return Result("gone")
         logger = object_logger(namespace, name)
+        if body.get("metadata", {}).get("deletionTimestamp"):
+            return self._release(body, logger)  # children go by garbage collection
         generation = int(body["metadata"].get("generation", 0))
         try:
             agd = AgentDeployment.from_body(body)
@@ -102,39 +101,54 @@ class Reconciler:
             deployment = self.kube.get("Deployment", namespace, name)
             if deployment is not None and not controlled_by(deployment, body["metadata"]["uid"]):
                 deployment = None  # not ours: it says nothing about this AgentDeployment
-            writes = self._finish(body, generation, deployment, invalid, [], [], {}, logger)
+            writes = self._finish(body, generation, deployment, invalid, [], [], None, logger)
             return Result("problem", invalid, writes)
 
         changes: list[Change] = []
-        issued: list[str] = []
+        key_events: list[Event] = []
+        key_status: dict[str, dict[str, str]] = {}
         live_by_name: dict[tuple[str, str], dict[str, Any]] = {}
         problems: list[Problem] = []
+        troubles: list[Problem] = []
+        due: list[datetime] = []
         for child in desired_children(agd, self.options):
             kind, child_name = child["kind"], child["metadata"]["name"]
-            synced = self._sync_child(agd, child, logger)
+            synced = self._sync_child(agd, body, child, logger)
             if synced.live is not None:
                 live_by_name[(kind, child_name)] = synced.live
             if synced.change is not None:
                 changes.append(synced.change)
-            if synced.new_key:
-                issued.append(child_name)
             if synced.problem is not None:
                 problems.append(synced.problem)
+            if synced.keys is not None:
+                field_name = "credentials" if child_name == credentials_name(agd) else "clientKeys"
+                if synced.keys.status:
+                    key_status[field_name] = synced.keys.status
+                key_events += synced.keys.events
+                if synced.keys.trouble is not None:
+                    troubles.append(synced.keys.trouble)
+                if synced.keys.due is not None:
+                    due.append(synced.keys.due)
         changes += self._prune(agd, live_by_name, logger)
         problem = combine(problems)
+        trouble = combine(troubles)
 
-        credentials = live_by_name.get(("Secret", credentials_name(agd)))
-        client_keys = live_by_name.get(("Secret", client_keys_name(agd)))
         writes = len(changes) + self._finish(
-            body, generation, live_by_name.get(("Deployment", name)), problem, changes, issued,
-            {"credentials": _annotations(credentials),
-             "client_keys": _annotations(client_keys) if agd.spec.client_auth.enabled else {}},
-            logger,
+            body, generation, live_by_name.get(("Deployment", name)), problem, changes,
+            key_events, key_status, logger, trouble,
         )
         children = [kind for kind, _ in live_by_name]
-        return Result("problem" if problem else "synced", problem, writes, children)
+        due_in = (min(due) - self.clock()).total_seconds() if due else None
+        ref = agd.spec.credentials.issuer.secret_ref
+        source = ref.name if ref is not None else None
+        if trouble is not None and problem is None:
+            # a key step failed while a working key stays in place: retried with backoff
+            problem = Problem(trouble.reason, trouble.message, retry=True)
+            return Result("synced", problem, writes, children, due_in, source)
+        return Result("problem" if problem else "synced", problem, writes, children, due_in,
+                      source)
 
-    def _sync_child(self, agd: AgentDeployment, child: dict[str, Any],
+    def _sync_child(self, agd: AgentDeployment, body: Mapping[str, Any], child: dict[str, Any],
                     logger: logging.LoggerAdapter[logging.Logger]) -> Synced:
         """Apply one child if it differs from live.
 
@@ -148,16 +162,26 @@ class Reconciler:
         live = self.kube.get(kind, agd.namespace, name)
         if live is not None and not controlled_by(live, agd.metadata.uid):
             return Synced(problem=child_conflict(kind, name))
-        new_key = False
+        keys: KeyOutcome | None = None
         if kind == "Secret":
-            try:
-                child, new_key = self._with_key(agd, child, live)
-            except Problem as problem:
-                return Synced(live, problem=problem)
+            written: list[dict[str, Any]] = []
+
+            def write(secret: dict[str, Any]) -> dict[str, Any]:
+                written.append(self.kube.apply(with_hash(secret)))
+                metrics.WRITES.labels(verb="apply", kind=kind).inc()
+                return written[-1]
+
+            keys = self.keys.keep(agd, child, live, write,
+                                  lambda: self._ensure_finalizer(body, logger))
+            live = written[-1] if written else live
+            if keys.desired is None:
+                # no key to hold: the live Secret (if any) is left as it is
+                return Synced(live, problem=keys.problem, keys=keys)
+            child = keys.desired
         desired = with_hash(child)
         why = verdict(desired, live)
         if why is None:
-            return Synced(live, new_key=new_key)
+            return Synced(live, problem=keys.problem if keys else None, keys=keys)
         try:
             handoff = replicas_handoff(desired, live, FIELD_MANAGER)
             if handoff is not None:
@@ -168,26 +192,66 @@ class Reconciler:
             rejected = child_rejected(kind, name, int(err.status or 0), status_message(err))
             if rejected is None:
                 raise
-            return Synced(live, problem=rejected)
+            return Synced(live, problem=rejected, keys=keys)
         metrics.WRITES.labels(verb="apply", kind=kind).inc()
         action: Literal["created", "updated"] = "created" if why == "missing" else "updated"
         logger.info("%s %s %s (%s)", action, kind, name, why)
         return Synced(applied, Change(kind, name, action, "" if why == "missing" else why),
-                      new_key)
+                      keys=keys)
 
-    def _with_key(self, agd: AgentDeployment, child: dict[str, Any],
-                  live: Mapping[str, Any] | None) -> tuple[dict[str, Any], bool]:
-        """The Secret `child` with its key filled in; True when the key is new."""
-        if child["metadata"]["name"] == credentials_name(agd):
-            spec = agd.spec.credentials.issuer
-            source = None
-            if spec.type == "static" and spec.secret_ref is not None:
-                source = self.kube.get("Secret", agd.namespace, spec.secret_ref.name)
-            key = credentials_issuer(spec, source, live).issue()
+    def _ensure_finalizer(self, body: Mapping[str, Any],
+                          logger: logging.LoggerAdapter[logging.Logger]) -> None:
+        """Hold the revocation finalizer before the first key is minted at an external issuer."""
+        meta = body["metadata"]
+        finalizers = list(meta.get("finalizers") or [])
+        if FINALIZER in finalizers:
+            return
+        fresh = self.kube.get("AgentDeployment", meta["namespace"], meta["name"])
+        if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+            raise Problem("Deleting", "the AgentDeployment is being deleted: no new keys")
+        finalizers = list(fresh["metadata"].get("finalizers") or [])
+        if FINALIZER not in finalizers:
+            self.kube.set_finalizers(meta["namespace"], meta["name"], [*finalizers, FINALIZER],
+                                     fresh["metadata"]["resourceVersion"])
+            metrics.WRITES.labels(verb="patch", kind="AgentDeployment").inc()
+            logger.info("added finalizer %s (keys minted at an external issuer)", FINALIZER)
+
+    def _release(self, body: Mapping[str, Any],
+                 logger: logging.LoggerAdapter[logging.Logger]) -> Result:
+        """A deleting AgentDeployment: revoke its external keys, then drop the finalizer.
+
+        The issuer unreachable: the object stays, CredentialsReady=False
+        RevocationPending, retried with backoff; the annotation
+        agents.dev/skip-revocation=true lets an admin release it anyway.
+        """
+        meta = body["metadata"]
+        finalizers = list(meta.get("finalizers") or [])
+        if FINALIZER not in finalizers:
+            return Result("gone")
+        notes = meta.get("annotations") or {}
+        skip = notes.get(SKIP_REVOCATION) == "true"
+        if not skip:
+            try:
+                agd = AgentDeployment.from_body(body)
+                count = self.keys.revoke_all(agd, credentials_name(agd))
+            except (Problem, IssuerUnavailable, IssuerRefused, InvalidSpec) as err:
+                reason = getattr(err, "reason", None) or type(err).__name__
+                message = (getattr(err, "message", None) or "; ".join(getattr(err, "errors", []))
+                           or str(err))
+                pending = Problem("RevocationPending",
+                                  f"keys minted at the issuer could not be revoked ({reason}: "
+                                  f"{message}); deletion waits. To delete without revoking, "
+                                  f"annotate {SKIP_REVOCATION}=true")
+                writes = self._finish(body, int(meta.get("generation", 0)), None, None, [], [],
+                                      {}, logger, pending)
+                return Result("problem", pending, writes)
+            logger.info("revoked %d key(s) at the issuer before deletion", count)
         else:
-            key = GeneratedIssuer(decode(live, "current")).issue()
-        content = secret_content(key, live, self.clock())
-        return fill_secret(child, content), content.issued
+            logger.warning("deleted without revoking its keys (%s=true)", SKIP_REVOCATION)
+        rest = [f for f in finalizers if f != FINALIZER]
+        self.kube.set_finalizers(meta["namespace"], meta["name"], rest, meta["resourceVersion"])
+        metrics.WRITES.labels(verb="patch", kind="AgentDeployment").inc()
+        return Result("gone")
 
     def _prune(self, agd: AgentDeployment, kept: Mapping[tuple[str, str], Any],
                logger: logging.LoggerAdapter[logging.Logger]) -> list[Change]:
@@ -208,16 +272,26 @@ class Reconciler:
 
     def _finish(self, body: Mapping[str, Any], generation: int,
                 deployment: Mapping[str, Any] | None, problem: Problem | None,
-                changes: list[Change], issued: list[str], keys: Mapping[str, Mapping[str, str]],
-                logger: logging.LoggerAdapter[logging.Logger]) -> int:
-        """Write status when it changed and post the Events of this reconcile; returns writes."""
+                changes: list[Change], key_events: list[Event],
+                keys: Mapping[str, Mapping[str, str]] | None,
+                logger: logging.LoggerAdapter[logging.Logger],
+                trouble: Problem | None = None) -> int:
+        """Write status when it changed and post the Events of this reconcile; returns writes.
+
+        `keys` maps the status fields credentials / clientKeys to their values;
+        None when the key Secrets were not looked at (their fields stay).
+        """
         meta = body["metadata"]
         previous = body.get("status") or {}
-        status = derive_status(generation, previous, deployment, problem, self.clock(),
-                               keys.get("credentials"), keys.get("client_keys"))
+        if keys is None:
+            status = derive_status(generation, previous, deployment, problem, self.clock(),
+                                   previous.get("credentials"), previous.get("clientKeys"),
+                                   trouble)
+        else:
+            status = derive_status(generation, previous, deployment, problem, self.clock(),
+                                   keys.get("credentials"), keys.get("clientKeys"), trouble)
         writes = 0
-        # Without `keys` (an invalid spec) the key Secrets were not read: leave their fields.
-        patch = status_patch(previous, status, KEY_FIELDS if keys else ())
+        patch = status_patch(previous, status, KEY_FIELDS if keys is not None else ())
         if patch:
             self.kube.patch_status(meta["namespace"], meta["name"], patch)
             metrics.WRITES.labels(verb="status", kind="AgentDeployment").inc()
@@ -226,7 +300,7 @@ class Reconciler:
                 logger.info("phase %s", status["phase"])
         if problem is not None and "phase" in patch:
             logger.warning("%s: %s", problem.reason, problem.message)
-        for event in transition_events(previous, status, changes, issued):
+        for event in [*key_events, *transition_events(previous, status, changes)]:
             writes += self._post(body, event, logger)
         return writes
 

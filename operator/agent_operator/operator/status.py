@@ -12,13 +12,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from agent_operator.operator.credentials import ISSUED_AT, KEY_ID
 from agent_operator.operator.problems import Problem
 
 READY: Final = "Ready"
 PROGRESSING: Final = "Progressing"
 DEGRADED: Final = "Degraded"
-CONDITION_TYPES: Final = (READY, PROGRESSING, DEGRADED)
+# Keys in place and their last step (mint, revoke) done. False while a step
+# fails with a working key still in place: Ready is not affected then.
+CREDENTIALS_READY: Final = "CredentialsReady"
+CONDITION_TYPES: Final = (READY, PROGRESSING, DEGRADED, CREDENTIALS_READY)
 KEY_FIELDS: Final = ("credentials", "clientKeys")  # status fields fed by the key Secrets
 
 
@@ -91,14 +93,17 @@ def transition(previous: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str,
     return out
 
 
-def key_status(annotations: Mapping[str, str] | None) -> dict[str, str] | None:
-    """keyID and rotatedAt of a key Secret, from its annotations (never its data)."""
-    if not annotations or ISSUED_AT not in annotations:
-        return None
-    out = {"rotatedAt": annotations[ISSUED_AT]}
-    if KEY_ID in annotations:
-        out["keyID"] = annotations[KEY_ID]
-    return out
+def _credentials_condition(problem: Problem | None, trouble: Problem | None,
+                           have_keys: bool, generation: int) -> dict[str, Any]:
+    """CredentialsReady: keys in place and their last step done."""
+    if trouble is not None:
+        return condition(CREDENTIALS_READY, False, trouble.reason, trouble.message, generation)
+    if problem is not None and problem.reason.startswith(("Credentials", "Issuer")):
+        return condition(CREDENTIALS_READY, False, problem.reason, problem.message, generation)
+    if not have_keys:
+        return condition(CREDENTIALS_READY, False, "NoKeys", "no key issued yet", generation)
+    return condition(CREDENTIALS_READY, True, "KeysInPlace", "keys issued and up to date",
+                     generation)
 
 
 def _conditions(generation: int, deployment: Mapping[str, Any] | None,
@@ -145,14 +150,18 @@ def derive_status(
     now: datetime,
     credentials: Mapping[str, str] | None = None,
     client_keys: Mapping[str, str] | None = None,
+    trouble: Problem | None = None,
 ) -> dict[str, Any]:
     """The status fields this operator owns.
 
     `deployment` is the live Deployment body (None when absent); `credentials`
-    and `client_keys` are the annotations of the key Secrets.
+    and `client_keys` are the status of the key Secrets (keyID, rotatedAt,
+    nextRotationAt, previousExpiresAt); `trouble` a failed key step that left
+    a working key in place (CredentialsReady=False, Ready unaffected).
     """
     previous = previous or {}
     phase, conditions = _conditions(generation, deployment, problem)
+    conditions.append(_credentials_condition(problem, trouble, bool(credentials), generation))
     deployment_status = (deployment or {}).get("status") or {}
     status: dict[str, Any] = {
         "observedGeneration": generation,
@@ -161,10 +170,9 @@ def derive_status(
         "replicas": int(deployment_status.get("replicas", 0)),
         "readyReplicas": int(deployment_status.get("readyReplicas", 0)),
     }
-    for field, notes in zip(KEY_FIELDS, (credentials, client_keys), strict=True):
-        keys = key_status(notes)
-        if keys is not None:
-            status[field] = keys
+    for field, keys in zip(KEY_FIELDS, (credentials, client_keys), strict=True):
+        if keys:
+            status[field] = dict(keys)
     return status
 
 

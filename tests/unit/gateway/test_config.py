@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 
 import pytest
 from yarl import URL
 
-from agent_operator.gateway.config import Listen, parse_listen, parse_settings
+from agent_operator.gateway.config import parse_settings
 from agent_operator.gateway.endpoints import upstream_path
+from agent_operator.sidecar import GatewayArgs, Listen, parse_listen
 
 RENDERED = [
     "--provider",
@@ -76,16 +79,32 @@ def test_settings_are_immutable() -> None:
         ["--provider", "bedrock"],
         ["--upstream-url", "ftp://x"],
         ["--outbound-listen", "nonsense"],
+        ["--outbound-listen", "127.0.0.1:70000"],
         ["--retry-attempts", "0"],
+        ["--retry-attempts", "three"],
         ["--timeout-seconds", "-1"],
+        ["--timeout-seconds", "nan"],
+        ["--retry-backoff-min-seconds", "20"],  # above the max (10)
+        ["--retry-backoff-min-seconds", "0"],
+        ["--breaker-failure-threshold", "0"],
     ],
 )
-def test_bad_flags_exit(bad: list[str]) -> None:
+def test_bad_flags_exit_2_naming_the_flag(
+    bad: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     args = list(RENDERED)
     for i in range(0, len(bad), 2):
         args[args.index(bad[i]) + 1] = bad[i + 1]
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exited:
         parse_settings(args)
+    assert exited.value.code == 2
+    assert bad[0] in capsys.readouterr().err
+
+
+def test_unknown_and_abbreviated_flags_exit() -> None:
+    for extra in (["--no-such-flag", "1"], ["--max-conn", "5"]):
+        with pytest.raises(SystemExit):
+            parse_settings([*RENDERED, *extra])
 
 
 def test_listen_forms() -> None:
@@ -110,3 +129,12 @@ def test_listen_forms() -> None:
 )
 def test_upstream_path(base: str, path: str, joined: str) -> None:
     assert upstream_path(URL(base), path) == joined
+
+
+def test_docs_list_every_flag_and_only_those() -> None:
+    """docs/gateway.md's flag tables and `GatewayArgs` name the same flags."""
+    text = (Path(__file__).resolve().parents[3] / "docs" / "gateway.md").read_text()
+    section = text[text.index("## Command line") : text.index("## Mounted files")]
+    documented = set(re.findall(r"`(--[a-z-]+)`", section))
+    flags = {f.metadata["flag"].name for f in dataclasses.fields(GatewayArgs)}
+    assert documented == flags

@@ -26,10 +26,13 @@ def test_nothing_changed_posts_nothing() -> None:
 
 
 def test_transitions_post_events() -> None:
-    events = transition_events(None, status("Progressing"),
-                               [Change("Deployment", "bot", "created")], ["bot-credentials"])
+    events = transition_events(
+        None, status("Progressing"), [Change("Deployment", "bot", "created")]
+    )
     assert [(e.type, e.reason) for e in events] == [
-        ("Normal", "Created"), ("Normal", "KeyIssued"), ("Normal", "Progressing")]
+        ("Normal", "Created"),
+        ("Normal", "Progressing"),
+    ]
     degraded = status("Degraded", "True", "CredentialsSecretMissing")
     [warning] = transition_events(status("Progressing"), degraded, [])
     assert (warning.type, warning.reason) == ("Warning", "CredentialsSecretMissing")
@@ -37,6 +40,27 @@ def test_transitions_post_events() -> None:
     assert [e.reason for e in transition_events(degraded, other, [])] == ["InvalidSpec"]
     assert [e.reason for e in transition_events(degraded, status("Progressing"), [])] == [
         "Progressing"]
+
+
+def with_keys(base: dict[str, Any], keys: str, reason: str) -> dict[str, Any]:
+    conditions = [
+        *base["conditions"],
+        {"type": "CredentialsReady", "status": keys, "reason": reason, "message": "issuer down"},
+    ]
+    return {**base, "conditions": conditions}
+
+
+def test_a_failing_key_step_is_announced_once() -> None:
+    fine = with_keys(status("Ready"), "True", "KeysInPlace")
+    failing = with_keys(status("Ready"), "False", "IssuerUnavailable")
+    [warning] = transition_events(fine, failing, [])
+    assert (warning.type, warning.reason, warning.message) == (
+        "Warning",
+        "IssuerUnavailable",
+        "issuer down",
+    )
+    assert transition_events(failing, failing, []) == []  # retries announce nothing
+    assert transition_events(fine, with_keys(status("Ready"), "False", "NoKeys"), []) == []
 
 
 def test_owner_key_from_controller_reference_or_label() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agent_operator.operator.credentials import ISSUED_AT, KEY_ID
 from agent_operator.operator.problems import Problem
 from agent_operator.operator.status import derive_status, rollout, status_patch, transition
 
@@ -105,12 +104,29 @@ def test_transition_from_unknown_previous() -> None:
     assert out[0]["lastTransitionTime"] == "2026-01-01T00:05:00Z"  # no time to keep
 
 
-def test_keys_status_from_annotations_only() -> None:
-    status = derive_status(1, None, deployment(), None, T0,
-                           credentials={ISSUED_AT: "2026-01-01T00:00:00Z", KEY_ID: "static-ab"},
-                           client_keys={})
+def test_key_status_is_passed_through_and_credentials_ready_follows_trouble() -> None:
+    status = derive_status(
+        1,
+        None,
+        deployment(),
+        None,
+        T0,
+        credentials={"rotatedAt": "2026-01-01T00:00:00Z", "keyID": "static-ab"},
+        client_keys={},
+    )
     assert status["credentials"] == {"rotatedAt": "2026-01-01T00:00:00Z", "keyID": "static-ab"}
     assert "clientKeys" not in status
+    ready = {c["type"]: c for c in status["conditions"]}
+    assert ready["CredentialsReady"]["status"] == "True" and ready["Ready"]["status"] == "True"
+    trouble = Problem("IssuerUnavailable", "the key issuer is unavailable: 503")
+    status = derive_status(
+        1, None, deployment(), None, T0, credentials={"keyID": "static-ab"}, trouble=trouble
+    )
+    ready = {c["type"]: c for c in status["conditions"]}
+    # a failing key step with a working key in place: Ready stays True
+    assert ready["CredentialsReady"]["status"] == "False"
+    assert ready["CredentialsReady"]["reason"] == "IssuerUnavailable"
+    assert ready["Ready"]["status"] == "True" and status["phase"] == "Ready"
 
 
 def test_status_patch_is_empty_when_nothing_changed() -> None:
@@ -124,8 +140,14 @@ def test_status_patch_is_empty_when_nothing_changed() -> None:
 
 
 def test_status_patch_clears_key_fields_no_longer_derived() -> None:
-    live = derive_status(1, None, deployment(), None, T0,
-                         client_keys={ISSUED_AT: "2026-01-01T00:00:00Z", KEY_ID: "gen-1"})
+    live = derive_status(
+        1,
+        None,
+        deployment(),
+        None,
+        T0,
+        client_keys={"rotatedAt": "2026-01-01T00:00:00Z", "keyID": "gen-1"},
+    )
     assert live["clientKeys"]["keyID"] == "gen-1"
     new = derive_status(2, live, deployment(), None, T1, client_keys={})
     patch = status_patch(live, new, ("credentials", "clientKeys"))
