@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from aiohttp import StreamReader, web
+from aiohttp import ClientPayloadError, StreamReader, web
 
 _SMALL = 256 * 1024  # bodies up to this size are read without a slot
 
@@ -28,6 +28,11 @@ class BodyTooLarge(Exception):
 
 class BodyTimeout(Exception):
     """The client sent its body too slowly: answer 408."""
+
+
+class BodyIncomplete(Exception):
+    """The client went away before its body ended: recorded as 499 (nginx's
+    "client closed request"), not as a 500 of ours."""
 
 
 class BodyReader:
@@ -65,13 +70,16 @@ class BodyReader:
             await lease.take()
         chunks: list[bytes] = []
         size = 0
-        async for chunk in _chunks(request.content):
-            size += len(chunk)
-            if size > self.limit:
-                raise BodyTooLarge(self.limit)
-            if size > _SMALL:
-                await lease.take()
-            chunks.append(chunk)
+        try:
+            async for chunk in _chunks(request.content):
+                size += len(chunk)
+                if size > self.limit:
+                    raise BodyTooLarge(self.limit)
+                if size > _SMALL:
+                    await lease.take()
+                chunks.append(chunk)
+        except (ConnectionError, ClientPayloadError) as exc:
+            raise BodyIncomplete("the client closed the connection before its body ended") from exc
         return b"".join(chunks)
 
 

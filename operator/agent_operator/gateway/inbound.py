@@ -15,6 +15,7 @@ from aiohttp import web
 from yarl import URL
 
 from agent_operator.gateway.bodies import (
+    BodyIncomplete,
     BodyReader,
     BodyTimeout,
     BodyTooLarge,
@@ -91,6 +92,8 @@ class Inbound:
                     refused = closing(json_error(413, str(exc), "request_too_large"))
                 except BodyTimeout as exc:
                     refused = closing(json_error(408, str(exc), "request_timeout"))
+                except BodyIncomplete as exc:
+                    refused = closing(json_error(499, str(exc), "client_closed_request"))
             if refused is not None:
                 refused.headers[REQUEST_ID] = request_id
                 status = refused.status

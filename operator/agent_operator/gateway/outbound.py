@@ -24,7 +24,7 @@ from tenacity import RetryCallState
 from yarl import URL
 
 from agent_operator.gateway.accounting import Accountant
-from agent_operator.gateway.bodies import BodyReader, BodyTimeout, BodyTooLarge
+from agent_operator.gateway.bodies import BodyIncomplete, BodyReader, BodyTimeout, BodyTooLarge
 from agent_operator.gateway.call import Call
 from agent_operator.gateway.config import Settings
 from agent_operator.gateway.endpoints import (
@@ -177,6 +177,8 @@ class Outbound:
             return closing(self._refuse(call, 413, str(exc), "request_too_large"))
         except BodyTimeout as exc:
             return closing(self._refuse(call, 408, str(exc), "request_timeout"))
+        except BodyIncomplete as exc:
+            return closing(self._refuse(call, 499, str(exc), "client_closed_request"))
         return self._parse(call)
 
     def _refuse(

@@ -5,7 +5,9 @@ headers a byte at a time (slowloris) holds a connection for ever, and enough
 of them exhaust the process. Each listener here caps its open connections
 (the excess is answered 503 and closed at once) and closes a connection whose
 request headers, once begun, are not complete within the header timeout.
-Idle keep-alive connections are left alone (no bytes, no timer).
+A new connection gets the header timeout for its first request; between
+requests an idle keep-alive connection is closed after 75 s (aiohttp's
+default is an hour, which would let idle clients fill the cap).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 # aiohttp's own cap on bodies it buffers; ours (gateway/bodies.py) are smaller
 CLIENT_MAX_SIZE = 64 * 1024 * 1024
 SHUTDOWN_GRACE_SECONDS = 10.0
+KEEPALIVE_SECONDS = 75.0  # longer than the idle timeouts of common HTTP client pools
+LINGER_SECONDS = 1.0
 _REFUSAL_BODY = b'{"error":{"message":"too many connections","type":"overloaded"}}'
 _REFUSAL = (
     b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
@@ -53,6 +57,9 @@ class _Protocol(RequestHandler):
             server.count_refusal()
             return
         super().connection_made(transport)
+        # a new connection must send its first request's headers in time: a
+        # silent one would otherwise hold a slot of the cap for ever
+        self._start_header_timer()
 
     def handle_error(
         self,
@@ -73,11 +80,7 @@ class _Protocol(RequestHandler):
         if self._request_count > before:
             self._cancel_header_timer()  # headers complete: the handler takes over
         elif self._header_timer is None and self._awaiting_headers():
-            server = self._manager
-            if isinstance(server, GuardedServer):
-                self._header_timer = self._loop.call_later(
-                    server.header_timeout, self._header_deadline, self._request_count
-                )
+            self._start_header_timer()
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if self._refused:
@@ -92,6 +95,13 @@ class _Protocol(RequestHandler):
             and not self._force_close
             and not self._close
         )
+
+    def _start_header_timer(self) -> None:
+        server = self._manager
+        if isinstance(server, GuardedServer):
+            self._header_timer = self._loop.call_later(
+                server.header_timeout, self._header_deadline, self._request_count
+            )
 
     def _header_deadline(self, count: int) -> None:
         self._header_timer = None
@@ -179,6 +189,11 @@ async def serve(
         log=log,
         request_factory=factory,
         access_log=None,
+        # idle keep-alive connections are closed after this (aiohttp's default,
+        # an hour, would let idle clients fill the connection cap)
+        keepalive_timeout=KEEPALIVE_SECONDS,
+        # after an early answer (413, 408) the unread body is drained this long, not 10 s
+        lingering_time=LINGER_SECONDS,
     )
     runner = web.ServerRunner(server, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
     await runner.setup()

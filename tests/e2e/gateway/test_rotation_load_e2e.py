@@ -476,14 +476,6 @@ def kubelet_update_with_pause(path: Path, files: dict[str, str], pause_after: st
     shutil.rmtree(path / old)  # step 11
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="gateway bug: the client keys are read through the per-key links, so a poll "
-    "between the kubelet's `..data` swap and its creation of the new `previous` / "
-    "`previous-expires-at` links loads the new `current` alone and refuses the old key "
-    "for one reload interval although it is valid until previous-expires-at",
-)
 @pytest.mark.parametrize("pause_after", ["..data", "previous"])
 async def test_old_client_key_valid_while_kubelet_adds_previous(
     tmp_path: Path, pause_after: str
