@@ -49,7 +49,11 @@ BUDGET_DIR: Final = f"{MOUNT_ROOT}/{BUDGET_VOLUME}"
 CURRENT: Final = "current"  # the key in use
 PREVIOUS: Final = "previous"  # the key before it, valid until PREVIOUS_EXPIRES_AT
 PREVIOUS_EXPIRES_AT: Final = "previous-expires-at"  # RFC 3339 UTC
-SECRET_FILES: Final = (CURRENT, PREVIOUS, PREVIOUS_EXPIRES_AT)
+# a client key staged before it becomes `current`: gateways accept it while
+# callers (who read `current`) do not know it yet, so no caller ever presents
+# a key that a pod has not received (client keys only)
+NEXT: Final = "next"
+SECRET_FILES: Final = (CURRENT, PREVIOUS, PREVIOUS_EXPIRES_AT, NEXT)
 
 # --- what the API and the gateway both enumerate --------------------------------
 

@@ -1,6 +1,7 @@
 """Keys from the mounted Secrets: the upstream provider key and the client keys.
 
-Layout (`sidecar.SECRET_FILES`): `current`, `previous`, `previous-expires-at`
+Layout (`sidecar.SECRET_FILES`): `current`, `previous`, `previous-expires-at`,
+and for client keys `next` (staged: accepted before callers are given it)
 (RFC 3339 UTC). The upstream key is injected as-is; client keys are kept
 only as SHA-256 digests and compared in constant time against all of them.
 """
@@ -14,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from agent_operator.gateway.volumes import Signature, read_files
-from agent_operator.sidecar import CURRENT, PREVIOUS, PREVIOUS_EXPIRES_AT, SECRET_FILES
+from agent_operator.sidecar import CURRENT, NEXT, PREVIOUS, PREVIOUS_EXPIRES_AT, SECRET_FILES
 
 
 class KeyFileError(ValueError):
@@ -92,6 +93,9 @@ def client_keys_from(files: dict[str, str]) -> ClientKeys:
         except ValueError as exc:
             raise KeyFileError(f"client keys: `{PREVIOUS_EXPIRES_AT}` is not RFC 3339") from exc
         entries.append((digest(previous), expires_at))
+    staged = files.get(NEXT, "").strip()
+    if staged:
+        entries.append((digest(staged), float("inf")))
     return ClientKeys(tuple(entries))
 
 

@@ -33,6 +33,7 @@ from agent_operator.operator.rotation import (
     decide,
     next_rotation,
     pending,
+    promoted,
     read_state,
     recorded,
     render,
@@ -46,6 +47,9 @@ from agent_operator.operator.rotation import (
 FINALIZER: Final = "agents.dev/revoke-keys"
 # An admin sets it to "true" to let a deletion go without revoking (issuer gone for good).
 SKIP_REVOCATION: Final = "agents.dev/skip-revocation"
+# How long a new client key is staged before callers are given it: the kubelet
+# delivers a changed Secret to the pods within about a minute plus its cache TTL.
+STAGE_SECONDS: Final = 120.0
 # Testing only: SIGKILL the operator when it reaches this step of a rotation.
 CRASH_AT: Final = os.environ.get("AGENT_OPERATOR_CRASH_AT", "")
 _MAX_STEPS: Final = 4  # revoke, then mint, then nothing: a bound against a loop
@@ -93,12 +97,13 @@ class KeyKeeper:
         self.clock = clock
         self.time_scale = time_scale
 
-    def policy(self, rotation: Rotation, follows_source: bool) -> Policy:
+    def policy(self, rotation: Rotation, follows_source: bool, staged: bool) -> Policy:
         scale = self.time_scale
         return Policy(
             every=timedelta(seconds=duration_seconds(rotation.every) / scale),
             grace=timedelta(seconds=duration_seconds(rotation.grace_period) / scale),
             follows_source=follows_source,
+            stage=timedelta(seconds=STAGE_SECONDS / scale) if staged else None,
         )
 
     def issuer(self, agd: AgentDeployment, secret: str) -> Issuer:
@@ -125,7 +130,8 @@ class KeyKeeper:
         rotation = agd.spec.credentials.rotation if upstream else agd.spec.client_auth.rotation
         trigger = agd.metadata.annotations.get(ROTATE_ANNOTATION)
         follows_source = upstream and agd.spec.credentials.issuer.type == "static"
-        policy = self.policy(rotation, follows_source)
+        # callers read the client keys' `current`: a new one is staged first
+        policy = self.policy(rotation, follows_source, staged=not upstream)
         outcome = KeyOutcome(None, state=read_state(live))
 
         def commit(state: KeyState) -> KeyState:
@@ -184,6 +190,15 @@ class KeyKeeper:
                     metrics.REVOCATIONS.labels(result="ok").inc()
             commit(resolved(state))
             return
+        if plan.action == "promote":
+            was = state.key_id
+            state = commit(promoted(state, self.clock(), policy.grace))
+            assert state.previous_expires_at is not None
+            outcome.events.append(Event(
+                "Normal", "KeyRotated",
+                f"rotated Secret {secret}: key {was} -> {state.key_id} (staged first); the "
+                f"previous key stays valid until {rfc3339(state.previous_expires_at)}"))
+            return
         if plan.action == "record":
             commit(recorded(state, trigger))
             return
@@ -218,10 +233,15 @@ class KeyKeeper:
             raise
         crash_point("after-mint")
         was = state.key_id
-        state = commit(rotated(state, key, self.clock(), policy.grace, trigger))
+        state = commit(rotated(state, key, self.clock(), policy.grace, trigger, policy.stage))
         crash_point("after-write")
         metrics.ROTATIONS.labels(result="ok").inc()
-        if was is None:
+        if state.next is not None:
+            outcome.events.append(Event(
+                "Normal", "KeyStaged",
+                f"staged key {key.key_id} in Secret {secret} ({plan.reason}); it becomes "
+                f"current once it has reached the pods"))
+        elif was is None:
             outcome.events.append(Event("Normal", "KeyIssued",
                                         f"issued key {key.key_id} into Secret {secret}"))
         else:

@@ -10,6 +10,11 @@ killed at any point resumes without minting twice and without orphans:
     current --[pending written]--> mint at the issuer --> current' + previous
     previous --grace ends--> revoke at the issuer --> current' alone
 
+Client keys take one more step: a new client key is first staged in `next`
+(gateways accept it, callers are not given it), and becomes `current` only
+once the kubelet has had time to deliver it to every pod; callers who read
+`current` then never present a key a pod does not know yet.
+
 A mint whose answer was lost (crash, timeout) leaves `pending-key-name`
 behind; the next reconcile lists the issuer by that name, revokes what it
 finds, clears the mark and mints again. A rotation asked for while the
@@ -26,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
 from agent_operator.operator.credentials import IssuedKey, decode
-from agent_operator.sidecar import CURRENT, PREVIOUS, PREVIOUS_EXPIRES_AT
+from agent_operator.sidecar import CURRENT, NEXT, PREVIOUS, PREVIOUS_EXPIRES_AT
 
 # annotations of a key Secret (never key material)
 KEY_ID: Final = "agents.dev/key-id"
@@ -35,6 +40,8 @@ PREVIOUS_KEY_ID: Final = "agents.dev/previous-key-id"
 ROTATION_STATE: Final = "agents.dev/rotation-state"  # "pending" while a mint is in flight
 PENDING_KEY_NAME: Final = "agents.dev/pending-key-name"  # the name the mint was given
 HANDLED_TRIGGER: Final = "agents.dev/rotate-handled"  # last agents.dev/rotate value acted on
+NEXT_KEY_ID: Final = "agents.dev/next-key-id"  # a staged client key
+NEXT_AT: Final = "agents.dev/next-at"  # when the staged key becomes current
 # on the AgentDeployment: any new value rotates all its keys once
 ROTATE_ANNOTATION: Final = "agents.dev/rotate"
 LIFECYCLE_ANNOTATIONS: Final = (
@@ -44,14 +51,23 @@ LIFECYCLE_ANNOTATIONS: Final = (
     ROTATION_STATE,
     PENDING_KEY_NAME,
     HANDLED_TRIGGER,
+    NEXT_KEY_ID,
+    NEXT_AT,
 )
 
-Action = Literal["none", "resolve", "mint", "revoke", "record"]
+Action = Literal["none", "resolve", "mint", "promote", "revoke", "record"]
 
 
 def rfc3339(when: datetime) -> str:
     """UTC seconds, as Kubernetes writes times."""
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def rfc3339_up(when: datetime) -> str:
+    """`when` rounded up to the second: an expiry written early would cut a grace short."""
+    if when.microsecond:
+        when = when.replace(microsecond=0) + timedelta(seconds=1)
+    return rfc3339(when)
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -75,6 +91,9 @@ class KeyState:
     previous_expires_at: datetime | None = None
     pending_name: str | None = None
     handled_trigger: str | None = None
+    next: str | None = None
+    next_key_id: str | None = None
+    next_at: datetime | None = None
 
     def __repr__(self) -> str:  # never print key material by accident
         return (
@@ -102,6 +121,9 @@ def read_state(secret: Mapping[str, Any] | None) -> KeyState:
         previous_expires_at=parse_time(decode(secret, PREVIOUS_EXPIRES_AT)),
         pending_name=pending,
         handled_trigger=notes.get(HANDLED_TRIGGER),
+        next=decode(secret, NEXT) or None,
+        next_key_id=notes.get(NEXT_KEY_ID),
+        next_at=parse_time(notes.get(NEXT_AT)),
     )
 
 
@@ -117,13 +139,17 @@ def render(child: Mapping[str, Any], state: KeyState) -> dict[str, Any]:
     if state.previous is not None:
         data[PREVIOUS] = b64(state.previous)
         if state.previous_expires_at is not None:
-            data[PREVIOUS_EXPIRES_AT] = b64(rfc3339(state.previous_expires_at))
+            data[PREVIOUS_EXPIRES_AT] = b64(rfc3339_up(state.previous_expires_at))
+    if state.next is not None:
+        data[NEXT] = b64(state.next)
     notes: dict[str, str] = {}
     for name, value in (
         (KEY_ID, state.key_id),
         (ISSUED_AT, rfc3339(state.issued_at) if state.issued_at else None),
         (PREVIOUS_KEY_ID, state.previous_key_id),
         (HANDLED_TRIGGER, state.handled_trigger),
+        (NEXT_KEY_ID, state.next_key_id if state.next is not None else None),
+        (NEXT_AT, rfc3339_up(state.next_at) if state.next is not None and state.next_at else None),
     ):
         if value is not None:
             notes[name] = value
@@ -143,6 +169,9 @@ class Policy:
     grace: timedelta
     # keys copied from a source: they change when the source does, not on a schedule
     follows_source: bool = False
+    # client keys: a new key is staged this long (in `next`, accepted by the
+    # gateways) before it becomes `current`, the key callers are given
+    stage: timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -177,6 +206,10 @@ def decide(
         return Plan("resolve", "a mint was interrupted")
     if state.current is None:
         return Plan("mint", "initial")
+    if state.next is not None:
+        if state.next_at is None or now >= state.next_at:
+            return Plan("promote", "the staged key reached the pods")
+        return Plan("none", "a staged key waits to reach the pods", state.next_at)
     wanted: str | None = None
     if policy.follows_source and source_value is not None and source_value != state.current:
         wanted = "source changed"
@@ -209,10 +242,19 @@ def resolved(state: KeyState) -> KeyState:
 
 
 def rotated(
-    state: KeyState, key: IssuedKey, now: datetime, grace: timedelta, trigger: str | None
+    state: KeyState,
+    key: IssuedKey,
+    now: datetime,
+    grace: timedelta,
+    trigger: str | None,
+    stage: timedelta | None = None,
 ) -> KeyState:
-    """`state` after `key` was minted: the old current stays valid for `grace`."""
+    """`state` after `key` was minted: staged for `stage` when given (and a key is
+    in use), else current at once with the old current valid for `grace`."""
     old = state.current is not None
+    if old and stage is not None:
+        return replace(state, next=key.secret, next_key_id=key.key_id, next_at=now + stage,
+                       pending_name=None, handled_trigger=trigger)
     return KeyState(
         current=key.secret,
         key_id=key.key_id,
@@ -222,6 +264,24 @@ def rotated(
         previous_expires_at=now + grace if old else None,
         pending_name=None,
         handled_trigger=trigger,
+    )
+
+
+def promoted(state: KeyState, now: datetime, grace: timedelta) -> KeyState:
+    """`state` once its staged key has reached the pods: it becomes current, the old
+    current stays valid for `grace`."""
+    assert state.next is not None
+    return replace(
+        state,
+        current=state.next,
+        key_id=state.next_key_id,
+        issued_at=now,
+        previous=state.current,
+        previous_key_id=state.key_id,
+        previous_expires_at=now + grace,
+        next=None,
+        next_key_id=None,
+        next_at=None,
     )
 
 

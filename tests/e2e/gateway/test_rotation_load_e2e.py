@@ -49,13 +49,15 @@ pytestmark = pytest.mark.timeout(120)
 
 ROTATIONS = 10  # of each kind
 GRACE = 1.5  # seconds; the harness polls the mounted files every 0.1 s
-# Callers move to the new client key at a random moment in
-# [SWITCH_EARLIEST, GRACE - SWITCH_MARGIN] after the swap. Not earlier: the
-# gateway reads the new key at its next poll of the files (0.1 s here), and a
-# caller that presents it before then is refused (a caller must not learn a
-# key before the pod has it). Not later: a request sent with the old key just
-# before the expiry must still reach the gateway before it, on a busy machine.
-SWITCH_EARLIEST = 0.3
+# As the operator does it, a new client key is first staged (file `next`:
+# accepted by the gateway, not yet given to callers) for STAGE seconds, then
+# promoted to `current`. Callers, who read `current`, move to the new key at a
+# random moment in [0, GRACE - SWITCH_MARGIN] after the promotion: even at
+# once, the gateway has had the key for STAGE (several polls). Not later: a
+# request sent with the old key just before the expiry must still reach the
+# gateway before it, on a busy machine.
+STAGE = 0.4
+SWITCH_EARLIEST = 0.0
 SWITCH_MARGIN = 0.5
 INBOUND_CALLERS = 8
 OUTBOUND_CALLERS = 8
@@ -298,6 +300,8 @@ async def rotate_client_keys(
     async with aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as probe:
         for i in range(1, ROTATIONS + 1):
             new = f"client-key-rotated-{i:02d}"
+            gw.client_keys.update({"current": old, "next": new})  # staged
+            await asyncio.sleep(STAGE)
             expires_at = datetime.now(UTC) + timedelta(seconds=GRACE)
             swapped = time.monotonic()
             gw.client_keys.update(secret_files(new, old, rfc3339(expires_at)))

@@ -97,3 +97,11 @@ def test_non_utf8_presented_key_is_just_invalid() -> None:
     # aiohttp decodes a header byte 0xff as the surrogate U+DCFF
     ks = client_keys_from(secret_files("cur"))
     assert ks.verify("cur\udcff", NOW) is False
+
+
+def test_a_staged_client_key_is_accepted_before_callers_are_given_it() -> None:
+    keys = client_keys_from({"current": "old", "next": "staged"})
+    assert keys.verify("old", 0) and keys.verify("staged", 0)
+    assert not keys.verify("other", 0)
+    # the upstream key ignores `next`: only the gateway holds it, nothing to stage
+    assert upstream_key_from({"current": "up", "next": "up-2"}).value == "up"

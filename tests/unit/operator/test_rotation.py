@@ -15,6 +15,7 @@ from agent_operator.operator.rotation import (
     Policy,
     decide,
     pending,
+    promoted,
     read_state,
     recorded,
     render,
@@ -123,3 +124,32 @@ def test_a_revoked_previous_key_leaves_no_trace_in_the_secret() -> None:
     body = render(CHILD, state)
     assert set(body["data"]) == {"current"}
     assert PREVIOUS_KEY_ID not in body["metadata"]["annotations"]
+
+
+def test_a_new_client_key_is_staged_before_callers_are_given_it() -> None:
+    stage = timedelta(minutes=2)
+    staged_policy = Policy(POLICY.every, POLICY.grace, stage=stage)
+    later = NOW + POLICY.every
+    assert decide(first(), staged_policy, later).action == "mint"
+    state = rotated(first(), key(2), later, POLICY.grace, None, stage)
+    # staged: current unchanged (callers keep it), the new key in `next`
+    assert (state.current, state.next, state.next_key_id) == ("sk-1", "sk-2", "id-2")
+    assert not state.has_previous
+    plan = decide(state, staged_policy, later + timedelta(minutes=1), trigger="again")
+    assert plan.action == "none" and plan.due == later + stage
+    assert decide(state, staged_policy, later + stage).action == "promote"
+    done = promoted(state, later + stage, POLICY.grace)
+    assert (done.current, done.previous, done.next) == ("sk-2", "sk-1", None)
+    assert done.previous_expires_at == later + stage + POLICY.grace
+    assert read_state(render(CHILD, state)) == state  # staging survives a restart
+    # the first key is never staged: there is nothing to stage it against
+    assert rotated(KeyState(), key(1), NOW, POLICY.grace, None, stage).current == "sk-1"
+
+
+def test_expiries_are_written_rounded_up_to_the_second() -> None:
+    late = NOW + timedelta(microseconds=1)
+    body = render(CHILD, rotated(first(), key(2), late, POLICY.grace, None))
+    import base64
+
+    written = base64.b64decode(body["data"]["previous-expires-at"]).decode()
+    assert written == "2026-01-01T13:00:01Z"  # not 13:00:00, a grace cut short
