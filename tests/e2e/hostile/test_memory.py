@@ -201,22 +201,24 @@ async def test_concurrent_gzip_bombs_leave_benign_requests_served(
 async def test_a_client_gone_mid_body_is_recorded_as_499_never_500(
     tmp_path: Path, upstream: RecordingUpstream
 ) -> None:
-    async with SinkAgent() as agent:
-        async with start_gateway(tmp_path, manifest(upstream.url + "/v1", agent.port)) as gw:
-            for door, target, headers in (
-                ("inbound", "/upload", {**gw.auth, **JSON}),
-                ("outbound", "/v1/chat/completions", JSON),
-            ):
-                host, port = gw.inbound if door == "inbound" else gw.outbound
-                reader, writer = await asyncio.open_connection(host, port)
-                head = {**headers, "Content-Length": str(MIB)}
-                writer.write(http_request("POST", target, head, b'{"input": "half of it'))
-                await writer.drain()
-                await asyncio.sleep(0.3)
-                writer.close()  # gone before the body ended
-                await gw.wait_for_log(lambda _, d=door: len(gw.request_logs(d)) >= 1)
-                [line] = gw.request_logs(door)
-                assert line["status"] == 499, line
-                assert await gw.metric("agent_gateway_requests_total", door=door, code="499") == 1
-                assert await gw.metric("agent_gateway_requests_total", door=door, code="500") == 0
-            assert agent.requests == 0 and not upstream.requests
+    async with (
+        SinkAgent() as agent,
+        start_gateway(tmp_path, manifest(upstream.url + "/v1", agent.port)) as gw,
+    ):
+        for door, target, headers in (
+            ("inbound", "/upload", {**gw.auth, **JSON}),
+            ("outbound", "/v1/chat/completions", JSON),
+        ):
+            host, port = gw.inbound if door == "inbound" else gw.outbound
+            _, writer = await asyncio.open_connection(host, port)
+            head = {**headers, "Content-Length": str(MIB)}
+            writer.write(http_request("POST", target, head, b'{"input": "half of it'))
+            await writer.drain()
+            await asyncio.sleep(0.3)
+            writer.close()  # gone before the body ended
+            await gw.wait_for_log(lambda _, d=door: len(gw.request_logs(d)) >= 1)
+            [line] = gw.request_logs(door)
+            assert line["status"] == 499, line
+            assert await gw.metric("agent_gateway_requests_total", door=door, code="499") == 1
+            assert await gw.metric("agent_gateway_requests_total", door=door, code="500") == 0
+        assert agent.requests == 0 and not upstream.requests
