@@ -603,8 +603,9 @@ class Gateway(_Model):
         le=MAX_REQUEST_BODY_BYTES_LIMIT,
         alias="maxRequestBodyBytes",
     )
-    """Largest inbound request body, in bytes, the gateway reads and screens;
-    larger bodies are refused with 413."""
+    """Largest inbound request body, in bytes once decoded; larger bodies are
+    refused with 413 (read and screened ones before parsing; streamed ones, with
+    the guard off, are cut there), so no compression bomb reaches the agent."""
     resources: ResourceRequirements | None = None
     """Resources of the gateway container; default requests cpu 50m, memory 64Mi,
     limits memory 256Mi."""

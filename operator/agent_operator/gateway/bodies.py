@@ -109,14 +109,33 @@ async def _chunks(stream: StreamReader) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def idle_timeout_chunks(stream: StreamReader, timeout: float) -> AsyncIterator[bytes]:
-    """A streamed body whose chunks must each arrive within `timeout` seconds."""
+async def streamed_chunks(stream: StreamReader, timeout: float, limit: int) -> AsyncIterator[bytes]:
+    """A body passed on as it arrives: each chunk within `timeout` seconds, at most
+    `limit` bytes decoded in all (a compression bomb must not reach the agent)."""
+    size = 0
     while True:
         try:
             async with asyncio.timeout(timeout):
                 chunk = await stream.readany()
         except TimeoutError as exc:
             raise BodyTimeout(f"request body stalled for {timeout:g} s") from exc
+        except (ConnectionError, ClientPayloadError) as exc:
+            raise BodyIncomplete("the client closed the connection before its body ended") from exc
         if not chunk:
             return
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(limit)
         yield chunk
+
+
+def body_fault(exc: BaseException) -> BaseException | None:
+    """The body error behind a client error (aiohttp wraps what a streamed body raised)."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return None
+        if isinstance(seen, BodyTooLarge | BodyTimeout | BodyIncomplete):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None

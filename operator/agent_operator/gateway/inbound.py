@@ -19,7 +19,8 @@ from agent_operator.gateway.bodies import (
     BodyReader,
     BodyTimeout,
     BodyTooLarge,
-    idle_timeout_chunks,
+    body_fault,
+    streamed_chunks,
 )
 from agent_operator.gateway.config import Settings
 from agent_operator.gateway.guarding import Guard
@@ -227,8 +228,9 @@ class Inbound:
             headers["X-Forwarded-Host"] = request.host
         data: object = body
         if body is None and request.body_exists:
-            # not screened (guard off, or flagged as unreadable): streamed, never buffered
-            data = idle_timeout_chunks(request.content, self.bodies.timeout)
+            # not screened (guard off, or flagged as unreadable): streamed, never
+            # buffered, and cut at the same limit (decoded) as a screened one
+            data = streamed_chunks(request.content, self.bodies.timeout, self.bodies.limit)
         url = URL.build(
             scheme=self.agent.scheme,
             authority=self.agent.raw_authority,
@@ -245,10 +247,12 @@ class Inbound:
                 timeout=self.timeout,
                 allow_redirects=False,
             )
-        except BodyTimeout as exc:
-            fields["error"] = "body_timeout"
-            return closing(json_error(408, str(exc), "request_timeout"))
+        except (BodyTimeout, BodyTooLarge, BodyIncomplete) as exc:
+            return self._body_refused(exc, fields)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            fault = body_fault(exc)
+            if fault is not None:  # the caller's body, not the agent, failed
+                return self._body_refused(fault, fields)
             fields["error"] = type(exc).__name__
             return json_error(
                 502, "agent unreachable", "agent_unreachable", headers={REQUEST_ID: request_id}
@@ -276,6 +280,18 @@ class Inbound:
             raise
         upstream.release()
         return response
+
+    @staticmethod
+    def _body_refused(exc: BaseException, fields: dict[str, object]) -> web.Response:
+        """413 / 408 / 499 for a streamed body that went wrong; the connection closes."""
+        if isinstance(exc, BodyTooLarge):
+            fields["error"] = "body_too_large"
+            return closing(json_error(413, str(exc), "request_too_large"))
+        if isinstance(exc, BodyTimeout):
+            fields["error"] = "body_timeout"
+            return closing(json_error(408, str(exc), "request_timeout"))
+        fields["error"] = "client_gone"
+        return closing(json_error(499, str(exc), "client_closed_request"))
 
     def _record(
         self,

@@ -119,19 +119,28 @@ async def test_gzip_bomb_on_the_inbound_door_is_refused_with_bounded_memory(
         assert agent.requests == 0, "the bomb was forwarded"
 
 
-async def test_gzip_bomb_with_the_guard_off_is_streamed_with_bounded_memory(
+async def test_gzip_bomb_with_the_guard_off_is_cut_before_it_reaches_the_agent(
     tmp_path: Path, upstream: RecordingUpstream
 ) -> None:
-    """Guard off: bodies are streamed unread (maxRequestBodyBytes bounds what the
-    gateway reads and screens); memory stays bounded and nothing crashes."""
+    """Guard off: bodies are streamed unread, but cut at maxRequestBodyBytes (decoded),
+    so a bomb neither grows the gateway nor floods the agent with 60 MB."""
     async with SinkAgent() as agent:
         body = manifest(upstream.url + "/v1", agent.port, guard="off")
         async with start_gateway(tmp_path, body) as gw, RssWatch(gw.process) as rss:
             headers = {**gw.auth, **GZIP_JSON}
             r = await raw_call(gw.inbound, "POST", "/chat", headers, gzip_bomb(), timeout=20)
             await asyncio.sleep(0.3)
+            # a body under the limit still streams through whole
+            fits = json_of_size(MIB)
+            ok = await raw_call(gw.inbound, "POST", "/upload", {**gw.auth, **JSON}, fits)
+            await gw.wait_for_log(lambda _: len(gw.request_logs("inbound")) >= 2)
+            logged = [line["status"] for line in gw.request_logs("inbound")]
         assert not rss.killed, f"RSS passed {rss.ceiling_mb:.0f} MB: killed"
-        assert r.status is not None and r.status < 500, r
+        assert r.status == 413, r
+        assert ok.status == 200 and ok.json() == {"bytes": len(fits)}, ok
+        assert logged.count(413) == 1, logged
+        limit = 4 * MIB  # the default maxRequestBodyBytes
+        assert agent.bytes <= limit + len(fits) + 1024 * 1024, agent.bytes  # plus chunks in flight
         assert rss.peak < RSS_LIMIT_MB, f"RSS peak {rss.peak:.0f} MB (before {rss.before:.0f} MB)"
 
 
