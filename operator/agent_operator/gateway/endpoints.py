@@ -42,6 +42,11 @@ _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 _SAFE = "/:@!$&'()*+,=-._~"
 
 
+# a path with none of these is already normal (and safe to send as it is)
+_NEEDS_WORK = re.compile(r"%|;|//|/\.|/$|[^A-Za-z0-9/:@!$&'()*+,=\-._~]")
+_UNSAFE = re.compile(r"[^A-Za-z0-9/:@!$&'()*+,=\-._~]")
+
+
 class BadPath(ValueError):
     """The path cannot be normalised (invalid encoding, escapes the root)."""
 
@@ -53,11 +58,14 @@ def normalise_path(raw_path: str) -> str:
     backslashes, and `..` above the root. An escaped `?` or `#` stays part of
     its segment (it is escaped again when forwarded).
     """
+    raw_path = raw_path.split("?", 1)[0]
+    if raw_path.startswith("/") and not _NEEDS_WORK.search(raw_path):
+        return raw_path  # the common case: nothing to resolve
     try:
-        decoded = unquote(raw_path.split("?", 1)[0], errors="strict")
+        decoded = unquote(raw_path, errors="strict")
     except UnicodeDecodeError as exc:
         raise BadPath("the path is not valid percent-encoded UTF-8") from exc
-    if "%" in raw_path and re.search(r"%(?![0-9A-Fa-f]{2})", raw_path.split("?", 1)[0]):
+    if "%" in raw_path and re.search(r"%(?![0-9A-Fa-f]{2})", raw_path):
         raise BadPath("the path has an invalid percent-escape")
     if any(ord(c) < 0x20 or c in "\x7f\\" for c in decoded):
         # some servers read a backslash as a slash: it would route differently
@@ -78,7 +86,7 @@ def normalise_path(raw_path: str) -> str:
 
 def encode_path(path: str) -> str:
     """A normalised path escaped for the request line."""
-    return quote(path, safe=_SAFE)
+    return quote(path, safe=_SAFE) if _UNSAFE.search(path) else path
 
 
 @dataclass(frozen=True, slots=True)
