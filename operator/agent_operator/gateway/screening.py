@@ -68,26 +68,24 @@ def screened_payload(body: bytes, content_type: str | None) -> object:
         except Unreadable:
             return text
     if content_type == "application/x-www-form-urlencoded":
-        try:
-            fields = parse_qsl(
-                text, keep_blank_values=True, errors="strict", max_num_fields=MAX_VALUES
-            )
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise Unreadable("the form body is not valid percent-encoded UTF-8") from exc
-        return [text for pair in fields for text in pair]
+        return form_texts(text, "the form body")
     return text
 
 
 def query_texts(raw_query: str) -> list[str]:
     """Names and values of a raw query string, decoded once (an agent reads them)."""
-    if not raw_query:
-        return []
+    return form_texts(raw_query, "the query string") if raw_query else []
+
+
+def form_texts(encoded: str, what: str) -> list[str]:
+    """Names and values of URL-encoded fields; Unreadable naming `what` when they
+    are not valid percent-encoded UTF-8 (or too many)."""
     try:
         fields = parse_qsl(
-            raw_query, keep_blank_values=True, errors="strict", max_num_fields=MAX_VALUES
+            encoded, keep_blank_values=True, errors="strict", max_num_fields=MAX_VALUES
         )
     except (UnicodeDecodeError, ValueError) as exc:
-        raise Unreadable("the query string is not valid percent-encoded UTF-8") from exc
+        raise Unreadable(f"{what} is not valid percent-encoded UTF-8") from exc
     return [text for pair in fields for text in pair]
 
 
