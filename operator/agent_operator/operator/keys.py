@@ -9,7 +9,6 @@ retry with backoff, while `Ready` stays as it was.
 
 from __future__ import annotations
 
-import logging
 import os
 import secrets
 import signal
@@ -54,7 +53,7 @@ STAGE_SECONDS: Final = 120.0
 CRASH_AT: Final = os.environ.get("AGENT_OPERATOR_CRASH_AT", "")
 _MAX_STEPS: Final = 4  # revoke, then mint, then nothing: a bound against a loop
 
-Write = Callable[[dict[str, Any]], dict[str, Any]]
+Write = Callable[[dict[str, Any]], dict[str, Any]]  # applies a Secret body at once
 
 
 def crash_point(step: str) -> None:
@@ -91,7 +90,6 @@ class KeyKeeper:
         kube_get: Callable[[str, str, str], dict[str, Any] | None],
         clock: Callable[[], datetime],
         time_scale: float = 1.0,
-        log: logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
         self.get = kube_get
         self.clock = clock
