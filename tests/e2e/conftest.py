@@ -8,6 +8,7 @@ never a skip.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -98,13 +99,11 @@ class OperatorProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"operator exited with {self.proc.returncode}:\n{self.logs()}")
-            try:
+            with contextlib.suppress(OSError):  # not listening yet
                 url = f"http://127.0.0.1:{self.health_port}/healthz"
                 with urllib.request.urlopen(url, timeout=1) as response:
                     if response.status == 200:
                         return
-            except OSError:
-                pass
             time.sleep(0.2)
         raise RuntimeError(f"operator not healthy after {timeout}s:\n{self.logs()}")
 

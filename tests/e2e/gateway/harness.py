@@ -8,6 +8,7 @@ operator renders the command line otherwise.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -189,12 +190,10 @@ async def _wait_ready(gateway: Gateway, timeout: float = 20.0) -> None:
         while time.monotonic() < deadline:
             if gateway.process.poll() is not None:
                 raise RuntimeError(f"gateway exited:\n{gateway.log_path.read_text()}")
-            try:
+            with contextlib.suppress(aiohttp.ClientError):  # not listening yet
                 async with session.get(gateway.admin + "/readyz") as r:
                     if r.status == 200:
                         return
-            except aiohttp.ClientError:
-                pass
             await asyncio.sleep(0.05)
     raise RuntimeError(f"gateway not ready:\n{gateway.log_path.read_text()}")
 

@@ -622,22 +622,22 @@ async def exchange(addr: Addr, data: bytes, timeout: float = 10.0) -> RawRespons
     buf = b""
     closed = False
     try:
-        async with asyncio.timeout(timeout):
-            while True:
-                try:
-                    chunk = await reader.read(65536)
-                except (ConnectionError, OSError):
-                    chunk = b""
-                if not chunk:
-                    closed = True
-                    break
-                buf += chunk
-                done = parse_response(buf, complete_only=True)
-                if done is not None:
-                    done.seconds = time.monotonic() - started
-                    return done
-    except TimeoutError:
-        pass
+        # on timeout: fall through with what came
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while True:
+                    try:
+                        chunk = await reader.read(65536)
+                    except (ConnectionError, OSError):
+                        chunk = b""
+                    if not chunk:
+                        closed = True
+                        break
+                    buf += chunk
+                    done = parse_response(buf, complete_only=True)
+                    if done is not None:
+                        done.seconds = time.monotonic() - started
+                        return done
     finally:
         sender.cancel()
         writer.close()

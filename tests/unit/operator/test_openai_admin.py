@@ -325,7 +325,7 @@ def test_redirects_are_not_followed(fake: FakeOpenAIAdmin) -> None:
             self.end_headers()
 
         def log_message(self, *args: object) -> None:
-            pass
+            """Quiet: this test reads no server log."""
 
     with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect) as redirector:
         thread = threading.Thread(target=redirector.serve_forever, args=(0.05,), daemon=True)
