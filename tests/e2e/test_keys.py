@@ -56,6 +56,13 @@ def openai_manifest(fake: FakeOpenAIAdmin, rotation: dict[str, str]) -> dict[str
     )
 
 
+def openai_agent(cluster: Cluster, namespace: str, fake: FakeOpenAIAdmin,
+                 rotation: dict[str, str]) -> None:
+    """The admin key Secret (opted in) and AgentDeployment `bot` with the openai issuer."""
+    admin_secret(cluster, namespace)
+    apply(cluster, namespace, openai_manifest(fake, rotation))
+
+
 def secret(cluster: Cluster, namespace: str, name: str = "bot-credentials") -> dict[str, Any]:
     body = get(cluster, namespace, "secret", name)
     assert body is not None
@@ -166,8 +173,7 @@ def test_openai_keys_rotate_and_each_previous_key_is_revoked_at_the_issuer(
 ) -> None:
     op = make_operator("operator", *SCALE)
     op.start()
-    admin_secret(cluster, namespace)
-    apply(cluster, namespace, openai_manifest(admin, FAST))
+    openai_agent(cluster, namespace, admin, FAST)
     # the finalizer exists before the first key does
     wait_for(lambda: "agents.dev/revoke-keys" in (agd(cluster, namespace)["metadata"]
                                                   .get("finalizers") or []), 30, "the finalizer")
@@ -194,8 +200,7 @@ def test_the_rotate_annotation_rotates_exactly_once(
 ) -> None:
     op = make_operator("operator", *SCALE)
     op.start()
-    admin_secret(cluster, namespace)
-    apply(cluster, namespace, openai_manifest(admin, SLOW))
+    openai_agent(cluster, namespace, admin, SLOW)
     first = wait_for(lambda: settled(cluster, namespace), 30, "the first key")
     first_id = notes(first)["agents.dev/key-id"]
     rotate(cluster, namespace, "1")
@@ -220,10 +225,9 @@ def test_a_crash_at_any_step_of_a_rotation_leaves_no_orphan_and_no_double_mint(
     cluster: Cluster, namespace: str, make_operator: Callable[..., OperatorProcess],
     admin: FakeOpenAIAdmin, monkeypatch: pytest.MonkeyPatch, step: str,
 ) -> None:
-    admin_secret(cluster, namespace)
     calm = make_operator("calm", *SCALE)
     calm.start()
-    apply(cluster, namespace, openai_manifest(admin, SLOW))
+    openai_agent(cluster, namespace, admin, SLOW)
     first = wait_for(lambda: settled(cluster, namespace), 30, "the first key")
     calm.stop()
     monkeypatch.setenv("AGENT_OPERATOR_CRASH_AT", step)
@@ -261,8 +265,7 @@ def test_issuer_faults_back_off_keep_the_working_key_and_leave_no_orphan(
 ) -> None:
     op = make_operator("operator", *SCALE, "--backoff-max-seconds", "2")
     op.start()
-    admin_secret(cluster, namespace)
-    apply(cluster, namespace, openai_manifest(admin, SLOW))
+    openai_agent(cluster, namespace, admin, SLOW)
     first = wait_for(lambda: settled(cluster, namespace), 30, "the first key")
     # every attempt of the next rotations fails: 429s, 5xx, a reset, and a create
     # that succeeds at the issuer but whose answer never comes (the client times out)
@@ -297,8 +300,7 @@ def test_deletion_revokes_minted_keys_and_waits_while_the_issuer_is_down(
     admin: FakeOpenAIAdmin,
 ) -> None:
     make_operator("operator", *SCALE, "--backoff-max-seconds", "2").start()
-    admin_secret(cluster, namespace)
-    apply(cluster, namespace, openai_manifest(admin, SLOW))
+    openai_agent(cluster, namespace, admin, SLOW)
     wait_for(lambda: settled(cluster, namespace), 30, "the first key")
     assert len(admin.live_keys()) == 1
     admin.enqueue(*[Fault.status(500, op="list") for _ in range(40)])

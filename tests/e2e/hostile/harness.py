@@ -36,7 +36,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 from aiohttp import web
@@ -61,6 +61,9 @@ MESSAGES = {
     "messages": [{"role": "user", "content": "one two three four"}],
 }
 RSS_LIMIT_MB = 150.0
+JSON: Final = {"Content-Type": "application/json"}
+# a day's budget one call uses up
+TINY_BUDGET: Final = {"limits": [{"period": "day", "maxUSD": 0.000001}], "onExhausted": "reject"}
 # above this the watch kills the gateway: the test has failed already and
 # the machine is shared
 RSS_CEILING_MB = 700.0

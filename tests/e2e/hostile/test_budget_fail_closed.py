@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 from tests.e2e.hostile.harness import (
     CHAT,
+    JSON,
     MISSING,
+    TINY_BUDGET,
     Gateway,
     RecordingUpstream,
     manifest,
@@ -28,8 +30,6 @@ from tests.e2e.hostile.harness import (
 from agent_operator.builders import budget_configmap
 
 pytestmark = pytest.mark.timeout(60)
-JSON = {"Content-Type": "application/json"}
-TINY = {"limits": [{"period": "day", "maxUSD": 0.000001}], "onExhausted": "reject"}
 CORRUPT: dict[str, Any] = {
     "not-json": '{"limits": [{"period": "day", "maxUSD": 1}',
     "period-year": json.dumps({"limits": [{"period": "year", "maxUSD": 10}]}),
@@ -58,7 +58,7 @@ async def wait_probe(gw: Gateway, path: str, status: int, timeout: float = 5.0) 
 async def test_broken_budget_fails_closed_and_the_last_good_one_stays(
     tmp_path: Path, upstream: RecordingUpstream, broken: str
 ) -> None:
-    body = manifest(upstream.url + "/v1", 9, budget=TINY)
+    body = manifest(upstream.url + "/v1", 9, budget=TINY_BUDGET)
     async with start_gateway(tmp_path, body, budget_file=CORRUPT[broken], wait="live") as gw:
         assert await gw.probe("/healthz") == 200
         await asyncio.sleep(0.3)  # a few reload polls: still broken, still not ready

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 from tests.e2e.hostile.harness import (
     CHAT,
+    JSON,
     MESSAGES,
+    TINY_BUDGET,
     RawResponse,
     RecordingUpstream,
     manifest,
@@ -24,8 +26,6 @@ from tests.e2e.hostile.harness import (
 )
 
 pytestmark = pytest.mark.timeout(60)
-JSON = {"Content-Type": "application/json"}
-TINY = {"limits": [{"period": "day", "maxUSD": 0.000001}], "onExhausted": "reject"}
 CHAT_SPELLINGS = [
     "/v1/chat/completions/",
     "//v1/chat/completions",
@@ -82,7 +82,7 @@ def anthropic_error(r: RawResponse) -> dict[str, object]:
 async def test_exhausted_budget_holds_for_every_spelling_of_chat_completions(
     tmp_path: Path, upstream: RecordingUpstream
 ) -> None:
-    async with start_gateway(tmp_path, manifest(upstream.url + "/v1", 9, budget=TINY)) as gw:
+    async with start_gateway(tmp_path, manifest(upstream.url + "/v1", 9, budget=TINY_BUDGET)) as gw:
         paid = await raw_call(
             gw.outbound, "POST", "/v1/chat/completions", JSON, json.dumps(CHAT).encode()
         )

@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 import pytest
 from tests.e2e.hostile.harness import (
     ATTACK,
+    JSON,
     RawResponse,
     RecordingAgent,
     RecordingUpstream,
@@ -29,7 +30,6 @@ from tests.e2e.hostile.harness import (
 
 pytestmark = pytest.mark.timeout(60)
 ATTACK_JSON = json.dumps({"messages": [{"role": "user", "content": ATTACK}]}).encode()
-JSON = {"Content-Type": "application/json"}
 SMUGGLED = [
     ("json-as-text-plain", "POST", "/chat", {"Content-Type": "text/plain"}, ATTACK_JSON),
     ("json-untyped", "POST", "/chat", {}, ATTACK_JSON),

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from tests.e2e.hostile.harness import (
     CHAT,
+    JSON,
     RSS_LIMIT_MB,
     RawResponse,
     RecordingUpstream,
@@ -33,7 +34,6 @@ from tests.e2e.hostile.harness import (
 )
 
 pytestmark = pytest.mark.timeout(90)
-JSON = {"Content-Type": "application/json"}
 GZIP_JSON = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
 MIB = 1 << 20
 

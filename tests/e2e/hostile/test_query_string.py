@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from tests.e2e.hostile.harness import (
     CHAT,
+    JSON,
     RecordingAgent,
     RecordingUpstream,
     manifest,
@@ -25,7 +26,6 @@ QUERIES = [
     "x=%E2%82%AC&y=%e2%82%ac&z=a%3Db&&w",
     "api-version=2024-06-01&q=%3F%23%26",
 ]
-JSON = {"Content-Type": "application/json"}
 
 
 async def test_query_reaches_the_agent_byte_for_byte(

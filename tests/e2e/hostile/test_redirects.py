@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from tests.e2e.hostile.harness import (
     CHAT,
+    JSON,
     MESSAGES,
     UPSTREAM_KEY,
     RecordingUpstream,
@@ -27,7 +28,6 @@ from tests.e2e.hostile.harness import (
 
 pytestmark = pytest.mark.timeout(60)
 REDIRECTS = (301, 302, 303, 307, 308)
-JSON = {"Content-Type": "application/json"}
 
 
 def presented_key(headers: dict[str, str]) -> str:
