@@ -10,9 +10,11 @@ requests together can pin in memory; small bodies never wait for a slot.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import ClientPayloadError, StreamReader, web
+
+from agent_operator.gateway.wire import closing, json_error
 
 _SMALL = 256 * 1024  # bodies up to this size are read without a slot
 
@@ -32,6 +34,25 @@ class BodyTimeout(Exception):
 class BodyIncomplete(Exception):
     """The client went away before its body ended: recorded as 499 (nginx's
     "client closed request"), not as a 500 of ours."""
+
+
+BodyError = BodyTooLarge | BodyTimeout | BodyIncomplete
+BODY_ERRORS = (BodyTooLarge, BodyTimeout, BodyIncomplete)  # for `except`
+# status and error type answered for each body error
+_ANSWERS: dict[type[Exception], tuple[int, str]] = {
+    BodyTooLarge: (413, "request_too_large"),
+    BodyTimeout: (408, "request_timeout"),
+    BodyIncomplete: (499, "client_closed_request"),
+}
+
+
+def body_refusal(
+    exc: BodyError, *, anthropic: bool = False, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """The JSON answer to a body error; the connection closes after it (the rest of
+    the body was never read)."""
+    status, kind = _ANSWERS[type(exc)]
+    return closing(json_error(status, str(exc), kind, anthropic=anthropic, headers=headers))
 
 
 class BodyReader:
@@ -156,13 +177,13 @@ async def streamed_chunks(stream: StreamReader, timeout: float, limit: int) -> A
         yield chunk
 
 
-def body_fault(exc: BaseException) -> BaseException | None:
+def body_fault(exc: BaseException) -> BodyError | None:
     """The body error behind a client error (aiohttp wraps what a streamed body raised)."""
     seen: BaseException | None = exc
     for _ in range(5):
         if seen is None:
             return None
-        if isinstance(seen, BodyTooLarge | BodyTimeout | BodyIncomplete):
+        if isinstance(seen, BODY_ERRORS):
             return seen
         seen = seen.__cause__ or seen.__context__
     return None

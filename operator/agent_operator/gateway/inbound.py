@@ -15,11 +15,10 @@ from aiohttp import web
 from yarl import URL
 
 from agent_operator.gateway.bodies import (
-    BodyIncomplete,
+    BODY_ERRORS,
     BodyReader,
-    BodyTimeout,
-    BodyTooLarge,
     body_fault,
+    body_refusal,
     streamed_chunks,
 )
 from agent_operator.gateway.config import Settings
@@ -36,7 +35,6 @@ from agent_operator.gateway.wire import (
     DECODED_BY_SERVER,
     HOP_BY_HOP,
     REQUEST_ID,
-    closing,
     copy_headers,
     drop_set,
     json_error,
@@ -89,12 +87,9 @@ class Inbound:
             if refused is None:
                 try:
                     body, refused = await self._guard(request, fields)
-                except BodyTooLarge as exc:
-                    refused = closing(json_error(413, str(exc), "request_too_large"))
-                except BodyTimeout as exc:
-                    refused = closing(json_error(408, str(exc), "request_timeout"))
-                except BodyIncomplete as exc:
-                    refused = closing(json_error(499, str(exc), "client_closed_request"))
+                except BODY_ERRORS as exc:
+                    fields["error"] = type(exc).__name__
+                    refused = body_refusal(exc)
             if refused is not None:
                 refused.headers[REQUEST_ID] = request_id
                 status = refused.status
@@ -247,12 +242,14 @@ class Inbound:
                 timeout=self.timeout,
                 allow_redirects=False,
             )
-        except (BodyTimeout, BodyTooLarge, BodyIncomplete) as exc:
-            return self._body_refused(exc, fields)
+        except BODY_ERRORS as exc:
+            fields["error"] = type(exc).__name__
+            return body_refusal(exc)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             fault = body_fault(exc)
             if fault is not None:  # the caller's body, not the agent, failed
-                return self._body_refused(fault, fields)
+                fields["error"] = type(fault).__name__
+                return body_refusal(fault)
             fields["error"] = type(exc).__name__
             return json_error(
                 502, "agent unreachable", "agent_unreachable", headers={REQUEST_ID: request_id}
@@ -280,18 +277,6 @@ class Inbound:
             raise
         upstream.release()
         return response
-
-    @staticmethod
-    def _body_refused(exc: BaseException, fields: dict[str, object]) -> web.Response:
-        """413 / 408 / 499 for a streamed body that went wrong; the connection closes."""
-        if isinstance(exc, BodyTooLarge):
-            fields["error"] = "body_too_large"
-            return closing(json_error(413, str(exc), "request_too_large"))
-        if isinstance(exc, BodyTimeout):
-            fields["error"] = "body_timeout"
-            return closing(json_error(408, str(exc), "request_timeout"))
-        fields["error"] = "client_gone"
-        return closing(json_error(499, str(exc), "client_closed_request"))
 
     def _record(
         self,

@@ -24,7 +24,7 @@ from tenacity import RetryCallState
 from yarl import URL
 
 from agent_operator.gateway.accounting import Accountant
-from agent_operator.gateway.bodies import BodyIncomplete, BodyReader, BodyTimeout, BodyTooLarge
+from agent_operator.gateway.bodies import BODY_ERRORS, BodyReader, body_refusal
 from agent_operator.gateway.call import Call
 from agent_operator.gateway.config import Settings
 from agent_operator.gateway.endpoints import (
@@ -52,7 +52,6 @@ from agent_operator.gateway.wire import (
     DECODED_BY_SERVER,
     HOP_BY_HOP,
     REQUEST_ID,
-    closing,
     copy_headers,
     drop_set,
     json_error,
@@ -173,12 +172,9 @@ class Outbound:
         try:
             async with self.bodies.read(request) as body:
                 call.body = body
-        except BodyTooLarge as exc:
-            return closing(self._refuse(call, 413, str(exc), "request_too_large"))
-        except BodyTimeout as exc:
-            return closing(self._refuse(call, 408, str(exc), "request_timeout"))
-        except BodyIncomplete as exc:
-            return closing(self._refuse(call, 499, str(exc), "client_closed_request"))
+        except BODY_ERRORS as exc:
+            return body_refusal(exc, anthropic=self.anthropic,
+                                headers={REQUEST_ID: call.request_id})
         return self._parse(call)
 
     def _refuse(
