@@ -141,10 +141,10 @@ class Reconciler:
         due_in = (min(due) - self.clock()).total_seconds() if due else None
         ref = agd.spec.credentials.issuer.secret_ref
         source = ref.name if ref is not None else None
-        if trouble is not None and problem is None:
-            # a key step failed while a working key stays in place: retried with backoff
-            problem = Problem(trouble.reason, trouble.message, retry=True)
-            return Result("synced", problem, writes, children, due_in, source)
+        if problem is None and trouble is not None:
+            # a key step failed while a working key stays in place: synced, but retried
+            # with backoff (the issuer's troubles all ask for a retry)
+            return Result("synced", trouble, writes, children, due_in, source)
         return Result("problem" if problem else "synced", problem, writes, children, due_in,
                       source)
 
