@@ -26,6 +26,7 @@ demo: venv controlplane
 
 lint: venv
 	$(BIN)/ruff check operator tests hack bench
+	$(BIN)/ruff format --check operator tests hack bench
 	$(BIN)/mypy
 	PYTHONPATH=operator $(BIN)/lint-imports
 

@@ -189,12 +189,14 @@ class Cluster:
         self._start("kube-apiserver", state)
         self._wait(lambda: self._ready(state, timeout=2), "kube-apiserver /readyz", timeout)
 
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
-                timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60.0
+    ) -> subprocess.CompletedProcess[str]:
         """Run the project's kubectl against this cluster."""
         cmd = [str(self.bin / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args]
-        result = subprocess.run(cmd, input=input, capture_output=True, text=True,
-                                timeout=timeout, check=False)
+        result = subprocess.run(
+            cmd, input=input, capture_output=True, text=True, timeout=timeout, check=False
+        )
         if check and result.returncode != 0:
             raise ClusterError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
         return result
@@ -205,8 +207,12 @@ class Cluster:
 
     def ports(self) -> list[int]:
         state = self._require_state()
-        return [state.etcd_port, state.etcd_peer_port, state.apiserver_port,
-                state.controller_manager_port]
+        return [
+            state.etcd_port,
+            state.etcd_peer_port,
+            state.apiserver_port,
+            state.controller_manager_port,
+        ]
 
     def pids(self) -> dict[str, int]:
         return dict(self._require_state().pids)
@@ -232,8 +238,21 @@ class Cluster:
         def openssl(*args: str) -> None:
             subprocess.run(["openssl", *args], cwd=pki, check=True, capture_output=True)
 
-        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
-                "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=agent-operator-local-ca")
+        openssl(
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "3650",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-subj",
+            "/CN=agent-operator-local-ca",
+        )
         (pki / "serving.ext").write_text(
             "basicConstraints=CA:FALSE\n"
             "keyUsage=digitalSignature,keyEncipherment\n"
@@ -241,11 +260,35 @@ class Cluster:
             "subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,"
             "DNS:kubernetes.default,DNS:kubernetes.default.svc\n"
         )
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "serving.key",
-                "-out", "serving.csr", "-subj", "/CN=kube-apiserver")
-        openssl("x509", "-req", "-in", "serving.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                "-CAcreateserial", "-days", "3650", "-out", "serving.crt",
-                "-extfile", "serving.ext")
+        openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "serving.key",
+            "-out",
+            "serving.csr",
+            "-subj",
+            "/CN=kube-apiserver",
+        )
+        openssl(
+            "x509",
+            "-req",
+            "-in",
+            "serving.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "3650",
+            "-out",
+            "serving.crt",
+            "-extfile",
+            "serving.ext",
+        )
         openssl("genrsa", "-out", "sa.key", "2048")
         openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub")
         # One identity per client, so the audit log tells whose write it was.
@@ -259,15 +302,25 @@ class Cluster:
             f.chmod(0o600)
 
     def _write_kubeconfig(self, state: State) -> None:
-        for path, user in ((self.kubeconfig, "admin"),
-                           (self.kcm_kubeconfig, "system:kube-controller-manager"),
-                           (self.operator_kubeconfig, "agent-operator")):
+        for path, user in (
+            (self.kubeconfig, "admin"),
+            (self.kcm_kubeconfig, "system:kube-controller-manager"),
+            (self.operator_kubeconfig, "agent-operator"),
+        ):
             token = (self.pki / f"{user}.token").read_text().strip()
             config = {
-                "apiVersion": "v1", "kind": "Config", "current-context": "local",
-                "clusters": [{"name": "local", "cluster": {
-                    "server": self.server(state),
-                    "certificate-authority": str(self.pki / "ca.crt")}}],
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "local",
+                "clusters": [
+                    {
+                        "name": "local",
+                        "cluster": {
+                            "server": self.server(state),
+                            "certificate-authority": str(self.pki / "ca.crt"),
+                        },
+                    }
+                ],
                 "users": [{"name": user, "user": {"token": token}}],
                 "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
             }
@@ -280,18 +333,25 @@ class Cluster:
             peer = f"http://127.0.0.1:{state.etcd_peer_port}"
             client = f"http://127.0.0.1:{state.etcd_port}"
             return [
-                str(self.bin / "etcd"), "--name=local", f"--data-dir={self.root / 'etcd'}",
-                f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
-                f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
-                f"--initial-cluster=local={peer}", "--listen-metrics-urls=",
+                str(self.bin / "etcd"),
+                "--name=local",
+                f"--data-dir={self.root / 'etcd'}",
+                f"--listen-client-urls={client}",
+                f"--advertise-client-urls={client}",
+                f"--listen-peer-urls={peer}",
+                f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster=local={peer}",
+                "--listen-metrics-urls=",
                 # A throwaway test store: durability across power loss is not needed.
-                "--unsafe-no-fsync", "--log-level=warn",
+                "--unsafe-no-fsync",
+                "--log-level=warn",
             ]
         if name == "kube-apiserver":
             return [
                 str(self.bin / "kube-apiserver"),
                 f"--etcd-servers=http://127.0.0.1:{state.etcd_port}",
-                "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
                 f"--secure-port={state.apiserver_port}",
                 f"--tls-cert-file={pki / 'serving.crt'}",
                 f"--tls-private-key-file={pki / 'serving.key'}",
@@ -317,7 +377,8 @@ class Cluster:
                 f"--authorization-kubeconfig={kubeconfig}",
                 # No front proxy here: do not look up its request-header CA.
                 "--authentication-skip-lookup",
-                "--bind-address=127.0.0.1", f"--secure-port={state.controller_manager_port}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={state.controller_manager_port}",
                 # No cloud and no nodes: the node controllers would only fail.
                 "--controllers=*,-node-ipam-controller,-node-lifecycle-controller",
                 f"--service-account-private-key-file={pki / 'sa.key'}",
@@ -330,8 +391,13 @@ class Cluster:
 
     def _start(self, name: str, state: State) -> None:
         log = (self.logs / f"{name}.log").open("ab")
-        proc = subprocess.Popen(self._command(name, state), stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            self._command(name, state),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         log.close()
         state.pids[name] = proc.pid
         self._save_state(state)
@@ -366,7 +432,8 @@ class Cluster:
         ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
         req = urllib.request.Request(
             f"{self.server(state)}/readyz",
-            headers={"Authorization": f"Bearer {token_file.read_text().strip()}"})
+            headers={"Authorization": f"Bearer {token_file.read_text().strip()}"},
+        )
         try:
             with urllib.request.urlopen(req, context=ctx, timeout=timeout) as resp:
                 return bool(resp.status == 200)

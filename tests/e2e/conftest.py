@@ -86,15 +86,26 @@ class OperatorProcess:
     def start(self, timeout: float = 30.0) -> None:
         self.metrics_port, self.health_port = _free_port(), _free_port()
         command = [
-            str(Path(sys.executable).parent / "agent-operator"), "run",
-            "--namespace", self.namespace,
-            "--metrics-port", str(self.metrics_port), "--health-port", str(self.health_port),
+            str(Path(sys.executable).parent / "agent-operator"),
+            "run",
+            "--namespace",
+            self.namespace,
+            "--metrics-port",
+            str(self.metrics_port),
+            "--health-port",
+            str(self.health_port),
             *self.extra,
         ]
         env = {**os.environ, "KUBECONFIG": str(self.cluster.operator_kubeconfig)}
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            self.proc = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -135,13 +146,15 @@ class OperatorProcess:
 def agent_crd(cluster: Cluster) -> None:
     """The AgentDeployment CRD, installed as users install it (server-side apply)."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    "crd/agentdeployments.agents.dev")
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", "crd/agentdeployments.agents.dev"
+    )
 
 
 @pytest.fixture
-def make_operator(cluster: Cluster, agent_crd: None, namespace: str,
-                  tmp_path: Path) -> Iterator[Callable[..., OperatorProcess]]:
+def make_operator(
+    cluster: Cluster, agent_crd: None, namespace: str, tmp_path: Path
+) -> Iterator[Callable[..., OperatorProcess]]:
     """Builds (unstarted) operators for the test's namespace; stops them all at the end."""
     made: list[OperatorProcess] = []
 
@@ -153,8 +166,9 @@ def make_operator(cluster: Cluster, agent_crd: None, namespace: str,
     yield make
     for process in made:
         process.stop()
-        sys.stderr.write(f"\n--- {process.log_path.name} ({namespace}) ---\n"
-                         f"{process.logs()[-20000:]}\n")
+        sys.stderr.write(
+            f"\n--- {process.log_path.name} ({namespace}) ---\n{process.logs()[-20000:]}\n"
+        )
 
 
 @pytest.fixture
@@ -169,5 +183,10 @@ def operator_process(make_operator: Callable[..., OperatorProcess]) -> OperatorP
 def peering_crds(cluster: Cluster) -> None:
     """kopf's KopfPeering CRDs, for tests of several operator replicas."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(PEERING_CRDS))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    "crd/kopfpeerings.kopf.dev", "crd/clusterkopfpeerings.kopf.dev")
+    cluster.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/kopfpeerings.kopf.dev",
+        "crd/clusterkopfpeerings.kopf.dev",
+    )

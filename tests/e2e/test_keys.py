@@ -40,24 +40,41 @@ def admin() -> Iterator[FakeOpenAIAdmin]:
 
 
 def admin_secret(cluster: Cluster, namespace: str) -> None:
-    cluster.kubectl("-n", namespace, "create", "-f", "-", input=json.dumps({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "openai-admin", "labels": {ISSUER_SOURCE_LABEL: "true"}},
-        "stringData": {"apiKey": ADMIN_KEY}}))
+    cluster.kubectl(
+        "-n",
+        namespace,
+        "create",
+        "-f",
+        "-",
+        input=json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "openai-admin", "labels": {ISSUER_SOURCE_LABEL: "true"}},
+                "stringData": {"apiKey": ADMIN_KEY},
+            }
+        ),
+    )
 
 
 def openai_manifest(fake: FakeOpenAIAdmin, rotation: dict[str, str]) -> dict[str, Any]:
     return manifest(
-        credentials={"issuer": {"type": "openai", "projectID": "proj_1",
-                                "adminBaseURL": fake.url + "/v1",
-                                "secretRef": {"name": "openai-admin", "key": "apiKey"}},
-                     "rotation": rotation},
+        credentials={
+            "issuer": {
+                "type": "openai",
+                "projectID": "proj_1",
+                "adminBaseURL": fake.url + "/v1",
+                "secretRef": {"name": "openai-admin", "key": "apiKey"},
+            },
+            "rotation": rotation,
+        },
         clientAuth={"enabled": False},
     )
 
 
-def openai_agent(cluster: Cluster, namespace: str, fake: FakeOpenAIAdmin,
-                 rotation: dict[str, str]) -> None:
+def openai_agent(
+    cluster: Cluster, namespace: str, fake: FakeOpenAIAdmin, rotation: dict[str, str]
+) -> None:
     """The admin key Secret (opted in) and AgentDeployment `bot` with the openai issuer."""
     admin_secret(cluster, namespace)
     apply(cluster, namespace, openai_manifest(fake, rotation))
@@ -95,8 +112,9 @@ def held_keys(body: dict[str, Any]) -> set[str]:
     return {v for v in (data(body, "current"), data(body, "previous")) if v}
 
 
-def assert_nothing_leaked(cluster: Cluster, namespace: str, op: OperatorProcess,
-                          fake: FakeOpenAIAdmin) -> None:
+def assert_nothing_leaked(
+    cluster: Cluster, namespace: str, op: OperatorProcess, fake: FakeOpenAIAdmin
+) -> None:
     """No minted key (nor the admin key) in the operator's log, Events, status or metrics."""
     events = cluster.kubectl("-n", namespace, "get", "events", "-o", "json").stdout
     status = json.dumps(agd(cluster, namespace).get("status") or {})
@@ -110,8 +128,15 @@ def assert_nothing_leaked(cluster: Cluster, namespace: str, op: OperatorProcess,
 
 
 def rotate(cluster: Cluster, namespace: str, value: str) -> None:
-    cluster.kubectl("-n", namespace, "annotate", "--overwrite", "agentdeployment", "bot",
-                    f"agents.dev/rotate={value}")
+    cluster.kubectl(
+        "-n",
+        namespace,
+        "annotate",
+        "--overwrite",
+        "agentdeployment",
+        "bot",
+        f"agents.dev/rotate={value}",
+    )
 
 
 def warnings(cluster: Cluster, namespace: str) -> list[str]:
@@ -134,9 +159,14 @@ def test_generated_keys_rotate_on_schedule_and_the_previous_is_dropped_after_its
     cluster: Cluster, namespace: str, make_operator: Callable[..., OperatorProcess]
 ) -> None:
     make_operator("operator", *SCALE).start()
-    apply(cluster, namespace, manifest(
-        credentials={"issuer": {"type": "generated"}, "rotation": FAST},
-        clientAuth={"enabled": True, "rotation": FAST}))
+    apply(
+        cluster,
+        namespace,
+        manifest(
+            credentials={"issuer": {"type": "generated"}, "rotation": FAST},
+            clientAuth={"enabled": True, "rotation": FAST},
+        ),
+    )
     ids: dict[str, list[str]] = {"bot-credentials": [], "bot-client-keys": []}
     previous_seen_after_expiry = []
     deadline = time.monotonic() + 45
@@ -168,20 +198,30 @@ def test_generated_keys_rotate_on_schedule_and_the_previous_is_dropped_after_its
 
 
 def test_openai_keys_rotate_and_each_previous_key_is_revoked_at_the_issuer(
-    cluster: Cluster, namespace: str, make_operator: Callable[..., OperatorProcess],
+    cluster: Cluster,
+    namespace: str,
+    make_operator: Callable[..., OperatorProcess],
     admin: FakeOpenAIAdmin,
 ) -> None:
     op = make_operator("operator", *SCALE)
     op.start()
     openai_agent(cluster, namespace, admin, FAST)
     # the finalizer exists before the first key does
-    wait_for(lambda: "agents.dev/revoke-keys" in (agd(cluster, namespace)["metadata"]
-                                                  .get("finalizers") or []), 30, "the finalizer")
+    wait_for(
+        lambda: (
+            "agents.dev/revoke-keys"
+            in (agd(cluster, namespace)["metadata"].get("finalizers") or [])
+        ),
+        30,
+        "the finalizer",
+    )
     wait_for(lambda: len(admin.minted_keys) >= 4, 60, "three scheduled rotations")
+
     # at every moment the issuer holds exactly what the Secret holds: current (+ previous)
     def consistent() -> bool:
         body = settled(cluster, namespace)
         return body is not None and admin.live_keys() == held_keys(body)
+
     wait_for(consistent, 10, "the issuer to hold exactly the Secret's keys")
     assert len(admin.live_keys()) <= 2
     # no key was minted twice for one rotation: key ids all differ and all but the
@@ -195,7 +235,9 @@ def test_openai_keys_rotate_and_each_previous_key_is_revoked_at_the_issuer(
 
 
 def test_the_rotate_annotation_rotates_exactly_once(
-    cluster: Cluster, namespace: str, make_operator: Callable[..., OperatorProcess],
+    cluster: Cluster,
+    namespace: str,
+    make_operator: Callable[..., OperatorProcess],
     admin: FakeOpenAIAdmin,
 ) -> None:
     op = make_operator("operator", *SCALE)
@@ -219,11 +261,24 @@ def test_the_rotate_annotation_rotates_exactly_once(
 # --- crash at each step ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("step", ["before-pending-write", "after-pending-write", "after-mint",
-                                  "after-write", "before-revoke", "after-revoke"])
+@pytest.mark.parametrize(
+    "step",
+    [
+        "before-pending-write",
+        "after-pending-write",
+        "after-mint",
+        "after-write",
+        "before-revoke",
+        "after-revoke",
+    ],
+)
 def test_a_crash_at_any_step_of_a_rotation_leaves_no_orphan_and_no_double_mint(
-    cluster: Cluster, namespace: str, make_operator: Callable[..., OperatorProcess],
-    admin: FakeOpenAIAdmin, monkeypatch: pytest.MonkeyPatch, step: str,
+    cluster: Cluster,
+    namespace: str,
+    make_operator: Callable[..., OperatorProcess],
+    admin: FakeOpenAIAdmin,
+    monkeypatch: pytest.MonkeyPatch,
+    step: str,
 ) -> None:
     calm = make_operator("calm", *SCALE)
     calm.start()
@@ -247,6 +302,7 @@ def test_a_crash_at_any_step_of_a_rotation_leaves_no_orphan_and_no_double_mint(
         if body is None or notes(body).get("agents.dev/key-id") == first_id:
             return None
         return body if not data(body, "previous") else None  # the grace ended too
+
     final = wait_for(done, 40, "the rotation to complete and its grace to end")
     # exactly the current key lives at the issuer: the old one and any lost mint revoked
     wait_for(lambda: admin.live_keys() == {data(final, "current")}, 10, "no orphan")
@@ -260,7 +316,9 @@ def test_a_crash_at_any_step_of_a_rotation_leaves_no_orphan_and_no_double_mint(
 
 
 def test_issuer_faults_back_off_keep_the_working_key_and_leave_no_orphan(
-    cluster: Cluster, namespace: str, make_operator: Callable[..., OperatorProcess],
+    cluster: Cluster,
+    namespace: str,
+    make_operator: Callable[..., OperatorProcess],
     admin: FakeOpenAIAdmin,
 ) -> None:
     op = make_operator("operator", *SCALE, "--backoff-max-seconds", "2")
@@ -269,25 +327,43 @@ def test_issuer_faults_back_off_keep_the_working_key_and_leave_no_orphan(
     first = wait_for(lambda: settled(cluster, namespace), 30, "the first key")
     # every attempt of the next rotations fails: 429s, 5xx, a reset, and a create
     # that succeeds at the issuer but whose answer never comes (the client times out)
-    admin.enqueue(*[Fault.status(503, op="create") for _ in range(3)],
-                  *[Fault.status(429, retry_after="0", op="create") for _ in range(3)],
-                  Fault.reset(op="create"), Fault.after_create_timeout(15))
+    admin.enqueue(
+        *[Fault.status(503, op="create") for _ in range(3)],
+        *[Fault.status(429, retry_after="0", op="create") for _ in range(3)],
+        Fault.reset(op="create"),
+        Fault.after_create_timeout(15),
+    )
     rotate(cluster, namespace, "faulty")
-    wait_for(lambda: condition(agd(cluster, namespace), "CredentialsReady").get("status")
-             == "False", 30, "CredentialsReady=False")
+    wait_for(
+        lambda: condition(agd(cluster, namespace), "CredentialsReady").get("status") == "False",
+        30,
+        "CredentialsReady=False",
+    )
     body = agd(cluster, namespace)
     assert condition(body, "CredentialsReady")["reason"] == "IssuerUnavailable"
     assert condition(body, "Degraded").get("status") != "True"  # the working key still works
     assert data(secret(cluster, namespace), "current") == data(first, "current")
     assert "IssuerUnavailable" in warnings(cluster, namespace)
     # once the faults are used up the rotation completes and nothing is left behind
-    final = wait_for(lambda: (b := settled(cluster, namespace)) is not None
-                     and notes(b).get("agents.dev/key-id") != notes(first)["agents.dev/key-id"]
-                     and b, 90, "the rotation after the faults")
-    wait_for(lambda: condition(agd(cluster, namespace), "CredentialsReady").get("status")
-             == "True", 20, "CredentialsReady=True")
-    wait_for(lambda: admin.live_keys() == held_keys(settled(cluster, namespace) or final), 20,
-             "the issuer to hold only the Secret's keys")
+    final = wait_for(
+        lambda: (
+            (b := settled(cluster, namespace)) is not None
+            and notes(b).get("agents.dev/key-id") != notes(first)["agents.dev/key-id"]
+            and b
+        ),
+        90,
+        "the rotation after the faults",
+    )
+    wait_for(
+        lambda: condition(agd(cluster, namespace), "CredentialsReady").get("status") == "True",
+        20,
+        "CredentialsReady=True",
+    )
+    wait_for(
+        lambda: admin.live_keys() == held_keys(settled(cluster, namespace) or final),
+        20,
+        "the issuer to hold only the Secret's keys",
+    )
     wait_for(lambda: admin.live_keys() == {data(final, "current")}, 20, "the grace to end")
     assert_nothing_leaked(cluster, namespace, op, admin)
 
@@ -296,7 +372,9 @@ def test_issuer_faults_back_off_keep_the_working_key_and_leave_no_orphan(
 
 
 def test_deletion_revokes_minted_keys_and_waits_while_the_issuer_is_down(
-    cluster: Cluster, namespace: str, make_operator: Callable[..., OperatorProcess],
+    cluster: Cluster,
+    namespace: str,
+    make_operator: Callable[..., OperatorProcess],
     admin: FakeOpenAIAdmin,
 ) -> None:
     make_operator("operator", *SCALE, "--backoff-max-seconds", "2").start()
@@ -305,8 +383,14 @@ def test_deletion_revokes_minted_keys_and_waits_while_the_issuer_is_down(
     assert len(admin.live_keys()) == 1
     admin.enqueue(*[Fault.status(500, op="list") for _ in range(40)])
     cluster.kubectl("-n", namespace, "delete", "agentdeployment", "bot", "--wait=false")
-    wait_for(lambda: condition(agd(cluster, namespace), "CredentialsReady").get("reason")
-             == "RevocationPending", 30, "RevocationPending")
+    wait_for(
+        lambda: (
+            condition(agd(cluster, namespace), "CredentialsReady").get("reason")
+            == "RevocationPending"
+        ),
+        30,
+        "RevocationPending",
+    )
     assert "RevocationPending" in warnings(cluster, namespace)
     assert len(admin.live_keys()) == 1  # nothing revoked yet, the object still there
     admin.clear()  # the issuer is back
@@ -315,7 +399,9 @@ def test_deletion_revokes_minted_keys_and_waits_while_the_issuer_is_down(
 
 
 def test_generated_and_static_keys_need_no_finalizer(
-    cluster: Cluster, namespace: str, make_operator: Callable[..., OperatorProcess],
+    cluster: Cluster,
+    namespace: str,
+    make_operator: Callable[..., OperatorProcess],
 ) -> None:
     make_operator("operator", *SCALE).start()
     apply(cluster, namespace, manifest(credentials={"issuer": {"type": "generated"}}))
@@ -327,25 +413,60 @@ def test_generated_and_static_keys_need_no_finalizer(
 
 
 def test_a_changed_static_source_rotates_within_seconds(
-    cluster: Cluster, namespace: str, make_operator: Callable[..., OperatorProcess],
+    cluster: Cluster,
+    namespace: str,
+    make_operator: Callable[..., OperatorProcess],
 ) -> None:
     # resync far away: only the watch on the source can be this fast
     make_operator("operator", *SCALE, "--resync-seconds", "600").start()
-    cluster.kubectl("-n", namespace, "create", "-f", "-", input=json.dumps({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "upstream", "labels": {ISSUER_SOURCE_LABEL: "true"}},
-        "stringData": {"apiKey": "sk-source-1"}}))
-    apply(cluster, namespace, manifest(credentials={
-        "issuer": {"type": "static", "secretRef": {"name": "upstream", "key": "apiKey"}},
-        "rotation": SLOW}))
-    wait_for(lambda: (b := settled(cluster, namespace)) and data(b, "current") == "sk-source-1",
-             30, "the source's key")
+    cluster.kubectl(
+        "-n",
+        namespace,
+        "create",
+        "-f",
+        "-",
+        input=json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "upstream", "labels": {ISSUER_SOURCE_LABEL: "true"}},
+                "stringData": {"apiKey": "sk-source-1"},
+            }
+        ),
+    )
+    apply(
+        cluster,
+        namespace,
+        manifest(
+            credentials={
+                "issuer": {"type": "static", "secretRef": {"name": "upstream", "key": "apiKey"}},
+                "rotation": SLOW,
+            }
+        ),
+    )
+    wait_for(
+        lambda: (b := settled(cluster, namespace)) and data(b, "current") == "sk-source-1",
+        30,
+        "the source's key",
+    )
     time.sleep(2)  # the first reconciles are over: what follows is the source's change
-    cluster.kubectl("-n", namespace, "patch", "secret", "upstream", "--type", "merge", "-p",
-                    json.dumps({"stringData": {"apiKey": "sk-source-2"}}))
+    cluster.kubectl(
+        "-n",
+        namespace,
+        "patch",
+        "secret",
+        "upstream",
+        "--type",
+        "merge",
+        "-p",
+        json.dumps({"stringData": {"apiKey": "sk-source-2"}}),
+    )
     started = time.monotonic()
-    body = wait_for(lambda: (b := settled(cluster, namespace))
-                    and data(b, "current") == "sk-source-2" and b, 15, "the new source key")
+    body = wait_for(
+        lambda: (b := settled(cluster, namespace)) and data(b, "current") == "sk-source-2" and b,
+        15,
+        "the new source key",
+    )
     assert time.monotonic() - started < 15
     assert data(body, "previous") == "sk-source-1"  # valid for the grace period
     assert os.environ.get("AGENT_OPERATOR_CRASH_AT") is None

@@ -42,8 +42,9 @@ def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: fl
 
 
 def get(cluster: Cluster, namespace: str, *what: str) -> dict[str, Any] | None:
-    result = cluster.kubectl("-n", namespace, "get", *what, "-o", "json", "--show-managed-fields",
-                             check=False)
+    result = cluster.kubectl(
+        "-n", namespace, "get", *what, "-o", "json", "--show-managed-fields", check=False
+    )
     if result.returncode != 0:
         if "NotFound" in result.stderr or "not found" in result.stderr:
             return None
@@ -56,27 +57,45 @@ def manifest(name: str = "bot", **spec: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "image": "registry.example.com/bot:1.0",
         "resources": {"requests": {"cpu": "0.5", "memory": "128Mi"}},
-        "credentials": {"issuer": {"type": "static",
-                                   "secretRef": {"name": "upstream", "key": "apiKey"}}},
+        "credentials": {
+            "issuer": {"type": "static", "secretRef": {"name": "upstream", "key": "apiKey"}}
+        },
         "clientAuth": {"enabled": True},
         "budget": {"limits": [{"period": "day", "maxUSD": 50}]},
     }
     base.update(spec)
-    return {"apiVersion": "agents.dev/v1alpha1", "kind": "AgentDeployment",
-            "metadata": {"name": name}, "spec": base}
+    return {
+        "apiVersion": "agents.dev/v1alpha1",
+        "kind": "AgentDeployment",
+        "metadata": {"name": name},
+        "spec": base,
+    }
 
 
 def apply(cluster: Cluster, namespace: str, body: dict[str, Any]) -> None:
     cluster.kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump(body))
 
 
-def source_secret(cluster: Cluster, namespace: str, value: str = "sk-upstream-1",
-                  opted_in: bool = True) -> None:
+def source_secret(
+    cluster: Cluster, namespace: str, value: str = "sk-upstream-1", opted_in: bool = True
+) -> None:
     """Secret `upstream`, created at once with (or without) the issuer-source label."""
     labels = {ISSUER_SOURCE_LABEL: "true"} if opted_in else {}
-    cluster.kubectl("-n", namespace, "create", "-f", "-", input=json.dumps({
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "upstream", "labels": labels},
-        "stringData": {"apiKey": value}}))
+    cluster.kubectl(
+        "-n",
+        namespace,
+        "create",
+        "-f",
+        "-",
+        input=json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "upstream", "labels": labels},
+                "stringData": {"apiKey": value},
+            }
+        ),
+    )
 
 
 def agd(cluster: Cluster, namespace: str, name: str = "bot") -> dict[str, Any]:
@@ -134,24 +153,36 @@ def operator_writes(cluster: Cluster, namespace: str, since: float) -> list[dict
 
 def reconciles(process: OperatorProcess) -> float:
     """agent_operator_reconcile_total of one operator, over all results."""
-    return sum(float(line.rsplit(" ", 1)[1]) for line in process.metrics().splitlines()
-               if line.startswith("agent_operator_reconcile_total{"))
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in process.metrics().splitlines()
+        if line.startswith("agent_operator_reconcile_total{")
+    )
 
 
-EXPECTED_CHILDREN = sorted([
-    ("ConfigMap", "bot-budget"), ("Deployment", "bot"), ("Secret", "bot-client-keys"),
-    ("Secret", "bot-credentials"), ("Service", "bot"),
-])
+EXPECTED_CHILDREN = sorted(
+    [
+        ("ConfigMap", "bot-budget"),
+        ("Deployment", "bot"),
+        ("Secret", "bot-client-keys"),
+        ("Secret", "bot-credentials"),
+        ("Service", "bot"),
+    ]
+)
 
 
-def test_apply_creates_children_and_status(cluster: Cluster, namespace: str,
-                                           operator_process: OperatorProcess) -> None:
+def test_apply_creates_children_and_status(
+    cluster: Cluster, namespace: str, operator_process: OperatorProcess
+) -> None:
     source_secret(cluster, namespace)
     apply(cluster, namespace, manifest())
     wait_for(lambda: converged(cluster, namespace), 30, "convergence")
     # replicas are mirrored once the Deployment controller has reported them
-    body = wait_for(lambda: (b := agd(cluster, namespace))["status"].get("replicas") == 1 and b,
-                    30, "status.replicas mirrored")
+    body = wait_for(
+        lambda: (b := agd(cluster, namespace))["status"].get("replicas") == 1 and b,
+        30,
+        "status.replicas mirrored",
+    )
 
     assert children(cluster, namespace) == EXPECTED_CHILDREN
     status = body["status"]
@@ -161,8 +192,9 @@ def test_apply_creates_children_and_status(cluster: Cluster, namespace: str,
     assert conditions["Ready"]["status"] == "False"
     assert conditions["Progressing"]["status"] == "True"
     assert conditions["Degraded"]["status"] == "False"
-    assert all(c["observedGeneration"] == body["metadata"]["generation"]
-               for c in conditions.values())
+    assert all(
+        c["observedGeneration"] == body["metadata"]["generation"] for c in conditions.values()
+    )
     assert status["replicas"] == 1 and status["readyReplicas"] == 0
     assert status["credentials"]["rotatedAt"] and status["clientKeys"]["rotatedAt"]
     assert "sk-upstream-1" not in json.dumps(status)
@@ -170,12 +202,14 @@ def test_apply_creates_children_and_status(cluster: Cluster, namespace: str,
     secret = get(cluster, namespace, "secret", "bot-credentials")
     assert secret is not None
     import base64
+
     assert base64.b64decode(secret["data"]["current"]).decode() == "sk-upstream-1"
     client_keys = get(cluster, namespace, "secret", "bot-client-keys")
     assert client_keys is not None and len(base64.b64decode(client_keys["data"]["current"])) >= 32
 
-    events = get(cluster, namespace, "events", "--field-selector",
-                 "involvedObject.kind=AgentDeployment")
+    events = get(
+        cluster, namespace, "events", "--field-selector", "involvedObject.kind=AgentDeployment"
+    )
     assert events is not None
     reasons = {e["reason"] for e in events["items"]}
     assert {"Created", "KeyIssued", "Progressing"} <= reasons
@@ -185,15 +219,22 @@ def test_apply_creates_children_and_status(cluster: Cluster, namespace: str,
 
 
 def test_spec_changes_are_followed_and_foreign_fields_survive(
-        cluster: Cluster, namespace: str, operator_process: OperatorProcess) -> None:
+    cluster: Cluster, namespace: str, operator_process: OperatorProcess
+) -> None:
     source_secret(cluster, namespace)
     apply(cluster, namespace, manifest())
     wait_for(lambda: converged(cluster, namespace), 30, "convergence")
     client_key = get(cluster, namespace, "secret", "bot-client-keys")
 
     # image and budget
-    apply(cluster, namespace, manifest(image="registry.example.com/bot:2.0",
-                                       budget={"limits": [{"period": "day", "maxUSD": 7}]}))
+    apply(
+        cluster,
+        namespace,
+        manifest(
+            image="registry.example.com/bot:2.0",
+            budget={"limits": [{"period": "day", "maxUSD": 7}]},
+        ),
+    )
     wait_for(lambda: converged(cluster, namespace), 30, "image and budget change")
     deployment = get(cluster, namespace, "deployment", "bot")
     assert deployment is not None
@@ -210,13 +251,22 @@ def test_spec_changes_are_followed_and_foreign_fields_survive(
     # autoscaling on: the HPA appears and we release spec.replicas, handing the
     # live count over instead of letting the server reset it to 1
     apply(cluster, namespace, manifest(replicas=3))
-    wait_for(lambda: (d := get(cluster, namespace, "deployment", "bot"))
-             and d["spec"]["replicas"] == 3, 30, "replicas 3")
+    wait_for(
+        lambda: (d := get(cluster, namespace, "deployment", "bot")) and d["spec"]["replicas"] == 3,
+        30,
+        "replicas 3",
+    )
     apply(cluster, namespace, manifest(autoscaling={"minReplicas": 2, "maxReplicas": 5}))
     wait_for(lambda: converged(cluster, namespace), 30, "autoscaling on")
     deployment = wait_for(
-        lambda: (d := get(cluster, namespace, "deployment", "bot"))
-        and "f:replicas" not in our_fields(d)["f:spec"] and d, 30, "replicas released")
+        lambda: (
+            (d := get(cluster, namespace, "deployment", "bot"))
+            and "f:replicas" not in our_fields(d)["f:spec"]
+            and d
+        ),
+        30,
+        "replicas released",
+    )
     assert deployment["spec"]["replicas"] == 3
     assert get(cluster, namespace, "hpa", "bot") is not None
 
@@ -231,8 +281,11 @@ def test_spec_changes_are_followed_and_foreign_fields_survive(
 
     # autoscaling off: replicas are ours again and the HPA goes
     apply(cluster, namespace, manifest(replicas=3))
-    wait_for(lambda: (d := get(cluster, namespace, "deployment", "bot"))
-             and d["spec"]["replicas"] == 3, 30, "replicas restored")
+    wait_for(
+        lambda: (d := get(cluster, namespace, "deployment", "bot")) and d["spec"]["replicas"] == 3,
+        30,
+        "replicas restored",
+    )
     wait_for(lambda: get(cluster, namespace, "hpa", "bot") is None, 30, "HPA deleted")
     deployment = get(cluster, namespace, "deployment", "bot")
     assert deployment is not None
@@ -243,16 +296,24 @@ def test_spec_changes_are_followed_and_foreign_fields_survive(
     # clientAuth off: the client keys Secret goes, and so does status.clientKeys
     assert "clientKeys" in agd(cluster, namespace)["status"]
     apply(cluster, namespace, manifest(replicas=3, clientAuth={"enabled": False}))
-    wait_for(lambda: get(cluster, namespace, "secret", "bot-client-keys") is None, 30,
-             "client keys Secret deleted")
-    wait_for(lambda: converged(cluster, namespace)
-             and "clientKeys" not in agd(cluster, namespace)["status"], 30,
-             "status.clientKeys removed")
+    wait_for(
+        lambda: get(cluster, namespace, "secret", "bot-client-keys") is None,
+        30,
+        "client keys Secret deleted",
+    )
+    wait_for(
+        lambda: (
+            converged(cluster, namespace) and "clientKeys" not in agd(cluster, namespace)["status"]
+        ),
+        30,
+        "status.clientKeys removed",
+    )
     assert "credentials" in agd(cluster, namespace)["status"]
 
 
-def test_deleted_children_are_recreated(cluster: Cluster, namespace: str,
-                                        operator_process: OperatorProcess) -> None:
+def test_deleted_children_are_recreated(
+    cluster: Cluster, namespace: str, operator_process: OperatorProcess
+) -> None:
     source_secret(cluster, namespace)
     apply(cluster, namespace, manifest())
     wait_for(lambda: converged(cluster, namespace), 30, "convergence")
@@ -261,29 +322,45 @@ def test_deleted_children_are_recreated(cluster: Cluster, namespace: str,
         assert old is not None
         cluster.kubectl("-n", namespace, "delete", kind, name, "--wait=false")
         started = time.monotonic()
-        wait_for(lambda k=kind, n=name, uid=old["metadata"]["uid"]:  # type: ignore[misc]
-                 (o := get(cluster, namespace, k, n)) is not None and o["metadata"]["uid"] != uid,
-                 5, f"{kind} {name} recreated", interval=0.1)
+        wait_for(
+            lambda k=kind, n=name, uid=old["metadata"]["uid"]: (  # type: ignore[misc]
+                (o := get(cluster, namespace, k, n)) is not None and o["metadata"]["uid"] != uid
+            ),
+            5,
+            f"{kind} {name} recreated",
+            interval=0.1,
+        )
         assert time.monotonic() - started < 5
     wait_for(lambda: converged(cluster, namespace), 30, "convergence")
     assert children(cluster, namespace) == EXPECTED_CHILDREN
 
 
-def test_idle_operator_makes_no_writes(cluster: Cluster, namespace: str,
-                                       make_operator: Callable[..., OperatorProcess]) -> None:
+def test_idle_operator_makes_no_writes(
+    cluster: Cluster, namespace: str, make_operator: Callable[..., OperatorProcess]
+) -> None:
     # A resync every 5 s: a dozen full reconciles happen while idling, and write nothing.
     operator = make_operator("operator", "--resync-seconds", "5")
     operator.start()
     source_secret(cluster, namespace)
     # An empty env value, which the API server drops: must not read as drift.
-    apply(cluster, namespace, manifest(autoscaling={"minReplicas": 1, "maxReplicas": 3},
-                                       env=[{"name": "EMPTY", "value": ""}]))
+    apply(
+        cluster,
+        namespace,
+        manifest(
+            autoscaling={"minReplicas": 1, "maxReplicas": 3}, env=[{"name": "EMPTY", "value": ""}]
+        ),
+    )
     wait_for(lambda: converged(cluster, namespace), 30, "convergence")
     # The Deployment controller's last status change (the pod created, never available)
     # makes us write status once more: wait for that write rather than hope a sleep covers it.
-    wait_for(lambda: (b := agd(cluster, namespace))["status"].get("replicas") == 1
-             and progressing_message(b) == "0 of 1 replicas available", 30,
-             "the rollout's final status mirrored")
+    wait_for(
+        lambda: (
+            (b := agd(cluster, namespace))["status"].get("replicas") == 1
+            and progressing_message(b) == "0 of 1 replicas available"
+        ),
+        30,
+        "the rollout's final status mirrored",
+    )
     time.sleep(5)  # let the Deployment and HPA controllers settle their status writes
     assert operator_writes(cluster, namespace, time.time() - 600), "audit log sees our writes"
     since, before = time.time(), reconciles(operator)
@@ -317,12 +394,19 @@ def wait_for_first_write(cluster: Cluster, namespace: str, timeout: float) -> No
     raise AssertionError("the operator wrote nothing")
 
 
-def test_kill9_mid_reconcile_then_restart_converges(cluster: Cluster, namespace: str,
-                                                    operator_process: OperatorProcess) -> None:
+def test_kill9_mid_reconcile_then_restart_converges(
+    cluster: Cluster, namespace: str, operator_process: OperatorProcess
+) -> None:
     source_secret(cluster, namespace)
     names = [f"bot-{i}" for i in range(6)]
-    cluster.kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump_all(
-        [manifest(name) for name in names]))
+    cluster.kubectl(
+        "-n",
+        namespace,
+        "apply",
+        "-f",
+        "-",
+        input=yaml.safe_dump_all([manifest(name) for name in names]),
+    )
     wait_for_first_write(cluster, namespace, 30)
     operator_process.kill()  # mid-reconcile: 6 objects x 5 children are being written
     written = len(children(cluster, namespace))
@@ -331,8 +415,9 @@ def test_kill9_mid_reconcile_then_restart_converges(cluster: Cluster, namespace:
     operator_process.start()
     for name in names:
         wait_for(lambda n=name: converged(cluster, namespace, n), 30, f"{name} converged")  # type: ignore[misc]
-    expected = sorted((kind, child.replace("bot", name, 1)) for name in names
-                      for kind, child in EXPECTED_CHILDREN)
+    expected = sorted(
+        (kind, child.replace("bot", name, 1)) for name in names for kind, child in EXPECTED_CHILDREN
+    )
     assert children(cluster, namespace) == expected
     replicasets = get(cluster, namespace, "replicaset")
     assert replicasets is not None and len(replicasets["items"]) == len(names)
@@ -341,8 +426,9 @@ def test_kill9_mid_reconcile_then_restart_converges(cluster: Cluster, namespace:
         assert status["observedGeneration"] == 1 and status["phase"] == "Progressing"
 
 
-def test_operator_survives_apiserver_restart(cluster: Cluster, namespace: str,
-                                             operator_process: OperatorProcess) -> None:
+def test_operator_survives_apiserver_restart(
+    cluster: Cluster, namespace: str, operator_process: OperatorProcess
+) -> None:
     source_secret(cluster, namespace)
     apply(cluster, namespace, manifest())
     wait_for(lambda: converged(cluster, namespace), 30, "convergence")
@@ -352,15 +438,20 @@ def test_operator_survives_apiserver_restart(cluster: Cluster, namespace: str,
     deployment = get(cluster, namespace, "deployment", "bot")
     assert deployment is not None
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(
-        ":after-restart")
+        ":after-restart"
+    )
     assert operator_process.proc is not None and operator_process.proc.poll() is None
 
 
 def test_missing_source_secret_is_degraded_then_recovers(
-        cluster: Cluster, namespace: str, operator_process: OperatorProcess) -> None:
+    cluster: Cluster, namespace: str, operator_process: OperatorProcess
+) -> None:
     apply(cluster, namespace, manifest())
-    body = wait_for(lambda: (b := agd(cluster, namespace)).get("status", {}).get("phase")
-                    == "Degraded" and b, 30, "Degraded")
+    body = wait_for(
+        lambda: (b := agd(cluster, namespace)).get("status", {}).get("phase") == "Degraded" and b,
+        30,
+        "Degraded",
+    )
     ready = next(c for c in body["status"]["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "False" and ready["reason"] == "CredentialsSecretMissing"
     assert "upstream" in ready["message"] and "apiKey" in ready["message"]
@@ -368,9 +459,14 @@ def test_missing_source_secret_is_degraded_then_recovers(
     # Each change of a child (the Deployment controller's status writes, seconds late
     # on a loaded machine) rightly triggers a reconcile; let those pass first, so the
     # window below counts the timer's retries alone.
-    wait_for(lambda: (b := agd(cluster, namespace))["status"].get("replicas") == 1
-             and progressing_message(b) == "0 of 1 replicas available", 30,
-             "the Deployment's status mirrored")
+    wait_for(
+        lambda: (
+            (b := agd(cluster, namespace))["status"].get("replicas") == 1
+            and progressing_message(b) == "0 of 1 replicas available"
+        ),
+        30,
+        "the Deployment's status mirrored",
+    )
     # retried with backoff (1 s, 2 s, 4 s, ...), not in a hot loop
     time.sleep(2)
     before = reconciles(operator_process)
@@ -382,13 +478,15 @@ def test_missing_source_secret_is_degraded_then_recovers(
     source_secret(cluster, namespace)
     wait_for(lambda: converged(cluster, namespace), 30, "recovery (retry with backoff)")
     assert agd(cluster, namespace)["status"]["phase"] == "Progressing"
-    events = get(cluster, namespace, "events", "--field-selector",
-                 "reason=CredentialsSecretMissing")
+    events = get(
+        cluster, namespace, "events", "--field-selector", "reason=CredentialsSecretMissing"
+    )
     assert events is not None and len(events["items"]) == 1  # announced once, not per retry
 
 
 def test_delete_removes_children_by_garbage_collection(
-        cluster: Cluster, namespace: str, operator_process: OperatorProcess) -> None:
+    cluster: Cluster, namespace: str, operator_process: OperatorProcess
+) -> None:
     source_secret(cluster, namespace)
     apply(cluster, namespace, manifest(autoscaling={"minReplicas": 1, "maxReplicas": 3}))
     wait_for(lambda: converged(cluster, namespace), 30, "convergence")
@@ -398,14 +496,29 @@ def test_delete_removes_children_by_garbage_collection(
 
 
 def test_of_two_peered_replicas_only_one_acts(
-        cluster: Cluster, namespace: str, peering_crds: None,
-        make_operator: Callable[..., OperatorProcess]) -> None:
-    cluster.kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump(
-        {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering",
-         "metadata": {"name": "agent-operator"}}))
+    cluster: Cluster,
+    namespace: str,
+    peering_crds: None,
+    make_operator: Callable[..., OperatorProcess],
+) -> None:
+    cluster.kubectl(
+        "-n",
+        namespace,
+        "apply",
+        "-f",
+        "-",
+        input=yaml.safe_dump(
+            {
+                "apiVersion": "kopf.dev/v1",
+                "kind": "KopfPeering",
+                "metadata": {"name": "agent-operator"},
+            }
+        ),
+    )
     # low resyncs every second: its timers must stay quiet while it is paused
-    low = make_operator("low", "--peering", "agent-operator", "--priority", "50",
-                        "--resync-seconds", "1")
+    low = make_operator(
+        "low", "--peering", "agent-operator", "--priority", "50", "--resync-seconds", "1"
+    )
     high = make_operator("high", "--peering", "agent-operator", "--priority", "100")
     low.start()
     source_secret(cluster, namespace)
@@ -428,8 +541,11 @@ def test_of_two_peered_replicas_only_one_acts(
     assert "updated " not in low.logs()
 
     high.stop()  # a graceful exit leaves the peering at once
-    wait_for(lambda: "Resuming operations" in low.logs().split("Pausing operations")[-1], 30,
-             "low resumes")
+    wait_for(
+        lambda: "Resuming operations" in low.logs().split("Pausing operations")[-1],
+        30,
+        "low resumes",
+    )
     apply(cluster, namespace, manifest(image="registry.example.com/bot:3.0"))
     wait_for(lambda: converged(cluster, namespace), 30, "takeover by the other replica")
     assert "updated Deployment bot" in low.logs()

@@ -195,6 +195,7 @@ def test_keys_are_copied_only_from_secrets_that_opted_in(
         "-p",
         json.dumps({"stringData": {"apiKey": huge}}),
     )
+
     # A working key is in place, so Ready is not affected: CredentialsReady says it.
     def credentials_failing() -> dict[str, Any] | None:
         body = agd(cluster, namespace)

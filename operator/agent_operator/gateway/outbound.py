@@ -173,8 +173,9 @@ class Outbound:
             async with self.bodies.read(request) as body:
                 call.body = body
         except BODY_ERRORS as exc:
-            return body_refusal(exc, anthropic=self.anthropic,
-                                headers={REQUEST_ID: call.request_id})
+            return body_refusal(
+                exc, anthropic=self.anthropic, headers={REQUEST_ID: call.request_id}
+            )
         return self._parse(call)
 
     def _refuse(

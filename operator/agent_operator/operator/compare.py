@@ -134,8 +134,9 @@ def owns_replicas(live: Mapping[str, Any], manager: str) -> bool:
     return False
 
 
-def replicas_handoff(desired: Mapping[str, Any], live: Mapping[str, Any] | None,
-                     manager: str) -> dict[str, Any] | None:
+def replicas_handoff(
+    desired: Mapping[str, Any], live: Mapping[str, Any] | None, manager: str
+) -> dict[str, Any] | None:
     """The apply (as HANDOFF_MANAGER) that keeps the live replica count when we release it.
 
     An apply that drops a field nobody else owns removes it, and the server
@@ -149,7 +150,8 @@ def replicas_handoff(desired: Mapping[str, Any], live: Mapping[str, Any] | None,
         return None
     meta = desired["metadata"]
     return {
-        "apiVersion": desired["apiVersion"], "kind": "Deployment",
+        "apiVersion": desired["apiVersion"],
+        "kind": "Deployment",
         "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
         "spec": {"replicas": live.get("spec", {}).get("replicas", 1)},
     }

@@ -50,49 +50,110 @@ def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="agent-operator run",
         description="Run the AgentDeployment operator. Every flag has an environment default "
-                    f"{ENV_PREFIX}<FLAG> (upper case, '-' as '_').",
+        f"{ENV_PREFIX}<FLAG> (upper case, '-' as '_').",
     )
     scope = p.add_mutually_exclusive_group()
-    scope.add_argument("-n", "--namespace", action="append", default=None, dest="namespaces",
-                       help="watch this namespace (repeatable; env NAMESPACES, comma-separated)")
-    scope.add_argument("-A", "--all-namespaces", action="store_true",
-                       help="watch every namespace (the default without --namespace)")
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=None,
+        dest="namespaces",
+        help="watch this namespace (repeatable; env NAMESPACES, comma-separated)",
+    )
+    scope.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        help="watch every namespace (the default without --namespace)",
+    )
     peer = p.add_mutually_exclusive_group()
-    peer.add_argument("--peering", default=default("PEERING", "") or None, metavar="NAME",
-                      help="kopf peering object NAME: of several replicas only one acts "
-                           "(needs the KopfPeering CRD)")
-    peer.add_argument("--standalone", action="store_true",
-                      default=_truthy(env.get(ENV_PREFIX + "STANDALONE")),
-                      help="no peering: for a single replica")
-    p.add_argument("--priority", type=int, default=int(default("PRIORITY", "0")),
-                   help="peering priority; give replicas different values (equal ones freeze)")
-    p.add_argument("--workers", type=int, default=int(default("WORKERS", "4")),
-                   help="reconciles running at once")
-    p.add_argument("--resync-seconds", type=float, default=float(default("RESYNC_SECONDS", "600")),
-                   help="re-check every AgentDeployment this often, even without events")
-    p.add_argument("--backoff-base-seconds", type=float,
-                   default=float(default("BACKOFF_BASE_SECONDS", "1")),
-                   help="first retry delay after a problem; doubles per retry")
-    p.add_argument("--backoff-max-seconds", type=float,
-                   default=float(default("BACKOFF_MAX_SECONDS", "300")), help="retry delay cap")
-    p.add_argument("--watch-timeout-seconds", type=int,
-                   default=int(default("WATCH_TIMEOUT_SECONDS", "300")),
-                   help="server-side timeout of one watch request (reconnects after it)")
-    p.add_argument("--metrics-port", type=int, default=int(default("METRICS_PORT", "8080")),
-                   help="port of /metrics (0: off)")
-    p.add_argument("--health-port", type=int, default=int(default("HEALTH_PORT", "8081")),
-                   help="port of /healthz (0: off)")
+    peer.add_argument(
+        "--peering",
+        default=default("PEERING", "") or None,
+        metavar="NAME",
+        help="kopf peering object NAME: of several replicas only one acts "
+        "(needs the KopfPeering CRD)",
+    )
+    peer.add_argument(
+        "--standalone",
+        action="store_true",
+        default=_truthy(env.get(ENV_PREFIX + "STANDALONE")),
+        help="no peering: for a single replica",
+    )
+    p.add_argument(
+        "--priority",
+        type=int,
+        default=int(default("PRIORITY", "0")),
+        help="peering priority; give replicas different values (equal ones freeze)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=int(default("WORKERS", "4")),
+        help="reconciles running at once",
+    )
+    p.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=float(default("RESYNC_SECONDS", "600")),
+        help="re-check every AgentDeployment this often, even without events",
+    )
+    p.add_argument(
+        "--backoff-base-seconds",
+        type=float,
+        default=float(default("BACKOFF_BASE_SECONDS", "1")),
+        help="first retry delay after a problem; doubles per retry",
+    )
+    p.add_argument(
+        "--backoff-max-seconds",
+        type=float,
+        default=float(default("BACKOFF_MAX_SECONDS", "300")),
+        help="retry delay cap",
+    )
+    p.add_argument(
+        "--watch-timeout-seconds",
+        type=int,
+        default=int(default("WATCH_TIMEOUT_SECONDS", "300")),
+        help="server-side timeout of one watch request (reconnects after it)",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(default("METRICS_PORT", "8080")),
+        help="port of /metrics (0: off)",
+    )
+    p.add_argument(
+        "--health-port",
+        type=int,
+        default=int(default("HEALTH_PORT", "8081")),
+        help="port of /healthz (0: off)",
+    )
     p.add_argument("--log-format", choices=["json", "text"], default=default("LOG_FORMAT", "json"))
-    p.add_argument("-v", "--verbose", action="store_true",
-                   default=_truthy(env.get(ENV_PREFIX + "VERBOSE")), help="debug logs")
-    p.add_argument("--gateway-image", default=default("GATEWAY_IMAGE", BuildOptions.gateway_image),
-                   help="image of the gateway sidecar")
-    p.add_argument("--gateway-image-pull-policy", choices=list(get_args(PullPolicy)),
-                   default=default("GATEWAY_IMAGE_PULL_POLICY",
-                                   BuildOptions.gateway_image_pull_policy))
-    p.add_argument("--time-scale", type=float, default=float(default("TIME_SCALE", "1")),
-                   help="TESTING ONLY: rotation schedules and grace periods pass this many "
-                        "times faster (60: a minute lasts a second)")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=_truthy(env.get(ENV_PREFIX + "VERBOSE")),
+        help="debug logs",
+    )
+    p.add_argument(
+        "--gateway-image",
+        default=default("GATEWAY_IMAGE", BuildOptions.gateway_image),
+        help="image of the gateway sidecar",
+    )
+    p.add_argument(
+        "--gateway-image-pull-policy",
+        choices=list(get_args(PullPolicy)),
+        default=default("GATEWAY_IMAGE_PULL_POLICY", BuildOptions.gateway_image_pull_policy),
+    )
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        default=float(default("TIME_SCALE", "1")),
+        help="TESTING ONLY: rotation schedules and grace periods pass this many "
+        "times faster (60: a minute lasts a second)",
+    )
     return p
 
 
@@ -117,7 +178,9 @@ def load(argv: list[str], env: Mapping[str, str] | None = None) -> Config:
         health_port=args.health_port,
         log_format=args.log_format,
         verbose=args.verbose,
-        build=BuildOptions(gateway_image=args.gateway_image,
-                           gateway_image_pull_policy=args.gateway_image_pull_policy),
+        build=BuildOptions(
+            gateway_image=args.gateway_image,
+            gateway_image_pull_policy=args.gateway_image_pull_policy,
+        ),
         time_scale=args.time_scale if args.time_scale > 0 else 1.0,
     )

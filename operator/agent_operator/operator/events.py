@@ -40,8 +40,9 @@ def _condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any]:
     return {}
 
 
-def transition_events(old: Mapping[str, Any] | None, new: Mapping[str, Any],
-                      changes: Sequence[Change]) -> list[Event]:
+def transition_events(
+    old: Mapping[str, Any] | None, new: Mapping[str, Any], changes: Sequence[Change]
+) -> list[Event]:
     """Events for one reconcile: child writes, phase, problem and credential transitions.
 
     Key steps (issued, rotated, revoked) post their own Events (operator/keys.py).
@@ -56,11 +57,14 @@ def transition_events(old: Mapping[str, Any] | None, new: Mapping[str, Any],
     was_keys, keys_now = _condition(old, CREDENTIALS_READY), _condition(new, CREDENTIALS_READY)
     failing = keys_now.get("status") == "False" and keys_now.get("reason") != "NoKeys"
     # a failing key step is announced once, unless it is also the Degraded reason below
-    if (failing and keys_now.get("reason") != _condition(new, DEGRADED).get("reason")
-            and (was_keys.get("status") != "False"
-                 or was_keys.get("reason") != keys_now.get("reason"))):
-        events.append(Event("Warning", str(keys_now.get("reason")),
-                            str(keys_now.get("message", ""))))
+    if (
+        failing
+        and keys_now.get("reason") != _condition(new, DEGRADED).get("reason")
+        and (was_keys.get("status") != "False" or was_keys.get("reason") != keys_now.get("reason"))
+    ):
+        events.append(
+            Event("Warning", str(keys_now.get("reason")), str(keys_now.get("message", "")))
+        )
     was, now = _condition(old, DEGRADED), _condition(new, DEGRADED)
     degraded_now = now.get("status") == "True"
     if degraded_now and (was.get("status") != "True" or was.get("reason") != now.get("reason")):
@@ -68,6 +72,7 @@ def transition_events(old: Mapping[str, Any] | None, new: Mapping[str, Any],
     elif old.get("phase") != new.get("phase") and not degraded_now:
         phase = str(new.get("phase"))
         ready = _condition(new, "Ready").get("message", "")
-        events.append(Event("Normal", phase, f"phase {old.get('phase') or 'none'} -> {phase}: "
-                                             f"{ready}"))
+        events.append(
+            Event("Normal", phase, f"phase {old.get('phase') or 'none'} -> {phase}: {ready}")
+        )
     return events

@@ -66,16 +66,19 @@ class Runtime:
         self.config = config
         self.reconciler = reconciler
         self.gate = gate
-        self.queue: WorkQueue[Key] = WorkQueue(config.backoff_base_seconds,
-                                              config.backoff_max_seconds)
+        self.queue: WorkQueue[Key] = WorkQueue(
+            config.backoff_base_seconds, config.backoff_max_seconds
+        )
         self.children: dict[Key, list[str]] = {}
         # (namespace, Secret) -> the AgentDeployments whose issuer reads it
         self.sources: dict[Key, set[Key]] = {}
         self.tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self.tasks = [asyncio.create_task(self.worker(), name=f"reconcile-worker-{i}")
-                      for i in range(self.config.workers)]
+        self.tasks = [
+            asyncio.create_task(self.worker(), name=f"reconcile-worker-{i}")
+            for i in range(self.config.workers)
+        ]
 
     async def stop(self) -> None:
         await self.queue.shutdown()
@@ -108,8 +111,13 @@ class Runtime:
         except TRANSIENT as err:
             # An ApiException's str() starts with "(409)" alone; its reason says more.
             # Never its body: it may quote what we sent.
-            what = (f"{err.status} {err.reason}" if isinstance(err, ApiException)
-                    else str(err).splitlines()[0] if str(err) else "")
+            what = (
+                f"{err.status} {err.reason}"
+                if isinstance(err, ApiException)
+                else str(err).splitlines()[0]
+                if str(err)
+                else ""
+            )
             self._failed(key, logger, f"{type(err).__name__}: {what}", trace=False)
             return
         except Exception as err:  # a bug: keep the trace in the log, never in status
@@ -147,8 +155,9 @@ class Runtime:
         if source is not None:
             self.sources.setdefault((key[0], source), set()).add(key)
 
-    def _failed(self, key: Key, logger: logging.LoggerAdapter[logging.Logger], what: str,
-                trace: bool) -> None:
+    def _failed(
+        self, key: Key, logger: logging.LoggerAdapter[logging.Logger], what: str, trace: bool
+    ) -> None:
         metrics.RECONCILES.labels(result="error").inc()
         metrics.RECONCILE_ERRORS.inc()
         delay = self.queue.backoff(key)
@@ -197,8 +206,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         await runtime.stop()
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-    async def agent_deployment_event(namespace: str | None, name: str | None,
-                                     **_: Any) -> None:
+    async def agent_deployment_event(namespace: str | None, name: str | None, **_: Any) -> None:
         if namespace and name:
             await runtime.queue.add((namespace, name))
 
@@ -208,12 +216,24 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
             await runtime.queue.add(key)
 
     for group, version, plural in CHILD_RESOURCES:
-        kopf.on.event(group, version, plural, id=f"child-{plural}", registry=registry,
-                      labels={MANAGED_BY_LABEL: MANAGED_BY})(child_event)
+        kopf.on.event(
+            group,
+            version,
+            plural,
+            id=f"child-{plural}",
+            registry=registry,
+            labels={MANAGED_BY_LABEL: MANAGED_BY},
+        )(child_event)
 
     # A changed issuer source (a static key, an admin key) is a rotation: seconds, not a resync.
-    @kopf.on.event("", "v1", "secrets", id="issuer-source", registry=registry,
-                   labels={ISSUER_SOURCE_LABEL: "true"})
+    @kopf.on.event(
+        "",
+        "v1",
+        "secrets",
+        id="issuer-source",
+        registry=registry,
+        labels={ISSUER_SOURCE_LABEL: "true"},
+    )
     async def source_event(namespace: str | None, name: str | None, **_: Any) -> None:
         if namespace and name:
             for key in list(runtime.sources.get((namespace, name), ())):

@@ -148,8 +148,18 @@ class KeyKeeper:
                 if plan.action == "none":
                     outcome.due = plan.due
                     break
-                self._step(agd, child, outcome.state, plan, issuer, policy, trigger, commit,
-                           ensure_finalizer, outcome)
+                self._step(
+                    agd,
+                    child,
+                    outcome.state,
+                    plan,
+                    issuer,
+                    policy,
+                    trigger,
+                    commit,
+                    ensure_finalizer,
+                    outcome,
+                )
         except (Problem, IssuerUnavailable, IssuerRefused) as err:
             found = err if isinstance(err, Problem) else _issuer_problem(err)
             if outcome.state.current is None:
@@ -192,10 +202,14 @@ class KeyKeeper:
             was = state.key_id
             state = commit(promoted(state, self.clock(), policy.grace))
             assert state.previous_expires_at is not None
-            outcome.events.append(Event(
-                "Normal", "KeyRotated",
-                f"rotated Secret {secret}: key {was} -> {state.key_id} (staged first); the "
-                f"previous key stays valid until {rfc3339(state.previous_expires_at)}"))
+            outcome.events.append(
+                Event(
+                    "Normal",
+                    "KeyRotated",
+                    f"rotated Secret {secret}: key {was} -> {state.key_id} (staged first); the "
+                    f"previous key stays valid until {rfc3339(state.previous_expires_at)}",
+                )
+            )
             return
         if plan.action == "record":
             commit(recorded(state, trigger))
@@ -213,9 +227,13 @@ class KeyKeeper:
             gone = state.previous_key_id
             commit(revoked(state))
             verb = "revoked" if issuer.external else "dropped"
-            outcome.events.append(Event("Normal", "KeyRevoked",
-                                        f"{verb} the previous key {gone} of Secret {secret} "
-                                        "(grace period ended)"))
+            outcome.events.append(
+                Event(
+                    "Normal",
+                    "KeyRevoked",
+                    f"{verb} the previous key {gone} of Secret {secret} (grace period ended)",
+                )
+            )
             return
         # mint
         name = key_name_prefix(agd, secret) + secrets.token_hex(4)
@@ -235,19 +253,28 @@ class KeyKeeper:
         crash_point("after-write")
         metrics.ROTATIONS.labels(result="ok").inc()
         if state.next is not None:
-            outcome.events.append(Event(
-                "Normal", "KeyStaged",
-                f"staged key {key.key_id} in Secret {secret} ({plan.reason}); it becomes "
-                f"current once it has reached the pods"))
+            outcome.events.append(
+                Event(
+                    "Normal",
+                    "KeyStaged",
+                    f"staged key {key.key_id} in Secret {secret} ({plan.reason}); it becomes "
+                    f"current once it has reached the pods",
+                )
+            )
         elif was is None:
-            outcome.events.append(Event("Normal", "KeyIssued",
-                                        f"issued key {key.key_id} into Secret {secret}"))
+            outcome.events.append(
+                Event("Normal", "KeyIssued", f"issued key {key.key_id} into Secret {secret}")
+            )
         else:
             assert state.previous_expires_at is not None
-            outcome.events.append(Event(
-                "Normal", "KeyRotated",
-                f"rotated Secret {secret} ({plan.reason}): key {was} -> {key.key_id}; the "
-                f"previous key stays valid until {rfc3339(state.previous_expires_at)}"))
+            outcome.events.append(
+                Event(
+                    "Normal",
+                    "KeyRotated",
+                    f"rotated Secret {secret} ({plan.reason}): key {was} -> {key.key_id}; the "
+                    f"previous key stays valid until {rfc3339(state.previous_expires_at)}",
+                )
+            )
 
     def revoke_all(self, agd: AgentDeployment, secret: str) -> int:
         """Revoke every key minted for `secret` at its issuer (deletion); returns how many."""

@@ -81,22 +81,35 @@ class Kube:
         except config.ConfigException:
             return cls(config.new_client_from_config())  # type: ignore[no-untyped-call]
 
-    def _call(self, method: str, path: str, query: Mapping[str, str] | None = None,
-              body: Any = None, content_type: str | None = None) -> dict[str, Any] | None:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+    ) -> dict[str, Any] | None:
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
         params = self.api.param_serialize(
-            method=method, resource_path=path, query_params=list((query or {}).items()),
-            header_params=headers, body=body, auth_settings=["BearerToken"],
+            method=method,
+            resource_path=path,
+            query_params=list((query or {}).items()),
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
         )
         response = self.api.call_api(*params, _request_timeout=TIMEOUT)
         data: bytes = response.read()  # type: ignore[no-untyped-call]
         if response.status == 404 and method in ("GET", "DELETE"):
             return None
         if not 200 <= response.status < 300:
-            raise ApiException(status=response.status, reason=response.reason,
-                               body=data.decode(errors="replace") if data else None)
+            raise ApiException(
+                status=response.status,
+                reason=response.reason,
+                body=data.decode(errors="replace") if data else None,
+            )
         result: dict[str, Any] = json.loads(data) if data else {}
         return result
 
@@ -116,8 +129,10 @@ class Kube:
         """
         meta = body["metadata"]
         result = self._call(
-            "PATCH", KINDS[body["kind"]].path(meta["namespace"], meta["name"]),
-            {"fieldManager": manager, "force": "true"}, dict(body),
+            "PATCH",
+            KINDS[body["kind"]].path(meta["namespace"], meta["name"]),
+            {"fieldManager": manager, "force": "true"},
+            dict(body),
             "application/apply-patch+yaml",
         )
         assert result is not None
@@ -125,16 +140,22 @@ class Kube:
 
     def delete(self, kind: str, namespace: str, name: str, uid: str) -> None:
         """Delete one object, only if it is still the one we saw (uid precondition)."""
-        self._call("DELETE", KINDS[kind].path(namespace, name),
-                   body={"preconditions": {"uid": uid}, "propagationPolicy": "Background"},
-                   content_type="application/json")
+        self._call(
+            "DELETE",
+            KINDS[kind].path(namespace, name),
+            body={"preconditions": {"uid": uid}, "propagationPolicy": "Background"},
+            content_type="application/json",
+        )
 
-    def set_finalizers(self, namespace: str, name: str, finalizers: list[str],
-                       resource_version: str) -> dict[str, Any]:
+    def set_finalizers(
+        self, namespace: str, name: str, finalizers: list[str], resource_version: str
+    ) -> dict[str, Any]:
         """Replace the AgentDeployment's finalizers, only if it is still at `resource_version`
         (a finalizer someone else added meanwhile is not lost: the write fails with 409)."""
         result = self._call(
-            "PATCH", AGENT_DEPLOYMENT.path(namespace, name), {"fieldManager": FIELD_MANAGER},
+            "PATCH",
+            AGENT_DEPLOYMENT.path(namespace, name),
+            {"fieldManager": FIELD_MANAGER},
             {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}},
             "application/merge-patch+json",
         )
@@ -143,10 +164,15 @@ class Kube:
 
     def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
         """Merge-patch the status subresource of an AgentDeployment."""
-        self._call("PATCH", AGENT_DEPLOYMENT.path(namespace, name, "status"),
-                   {"fieldManager": FIELD_MANAGER}, {"status": dict(patch)},
-                   "application/merge-patch+json")
+        self._call(
+            "PATCH",
+            AGENT_DEPLOYMENT.path(namespace, name, "status"),
+            {"fieldManager": FIELD_MANAGER},
+            {"status": dict(patch)},
+            "application/merge-patch+json",
+        )
 
     def create_event(self, namespace: str, body: Mapping[str, Any]) -> None:
-        self._call("POST", KINDS["Event"].path(namespace), body=dict(body),
-                   content_type="application/json")
+        self._call(
+            "POST", KINDS["Event"].path(namespace), body=dict(body), content_type="application/json"
+        )

@@ -43,9 +43,13 @@ def main(argv: list[str]) -> int:
     runtime = Runtime(config, Reconciler(kube, config.build, time_scale=config.time_scale), gate)
     registry = kopf.OperatorRegistry()
     register(registry, runtime)
-    log.info("starting: namespaces=%s peering=%s standalone=%s workers=%d",
-             ",".join(config.namespaces) or "<all>", config.peering, config.standalone,
-             config.workers)
+    log.info(
+        "starting: namespaces=%s peering=%s standalone=%s workers=%d",
+        ",".join(config.namespaces) or "<all>",
+        config.peering,
+        config.standalone,
+        config.workers,
+    )
     kopf.run(
         registry=registry,
         identity=Identity(identity),
@@ -54,7 +58,8 @@ def main(argv: list[str]) -> int:
         standalone=config.standalone or None,
         peering_name=config.peering,
         priority=config.priority,
-        liveness_endpoint=(f"http://0.0.0.0:{config.health_port}/healthz"
-                           if config.health_port else None),
+        liveness_endpoint=(
+            f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port else None
+        ),
     )
     return 0

@@ -13,7 +13,8 @@ REGISTRY: Final = CollectorRegistry(auto_describe=True)
 RECONCILES: Final = Counter(
     "agent_operator_reconcile_total",
     "Reconciles of AgentDeployments, by result (synced, problem, error, gone).",
-    ["result"], registry=REGISTRY,
+    ["result"],
+    registry=REGISTRY,
 )
 RECONCILE_ERRORS: Final = Counter(
     "agent_operator_reconcile_errors_total",
@@ -29,30 +30,37 @@ RECONCILE_DURATION: Final = Histogram(
 WRITES: Final = Counter(
     "agent_operator_writes_total",
     "Write requests to the API server, by verb (apply, delete, status, create) and kind.",
-    ["verb", "kind"], registry=REGISTRY,
+    ["verb", "kind"],
+    registry=REGISTRY,
 )
 MANAGED: Final = Gauge(
     "agent_operator_managed_objects",
     "Objects managed by this operator, by kind (AgentDeployments and their children).",
-    ["kind"], registry=REGISTRY,
+    ["kind"],
+    registry=REGISTRY,
 )
 QUEUE_DEPTH: Final = Gauge(
-    "agent_operator_queue_depth", "Keys waiting in the work queue.", registry=REGISTRY,
+    "agent_operator_queue_depth",
+    "Keys waiting in the work queue.",
+    registry=REGISTRY,
 )
 CREDENTIAL_AGE: Final = Gauge(
     "agent_operator_credential_age_seconds",
     "Seconds since the current key of a key Secret was issued.",
-    ["namespace", "agentdeployment", "secret"], registry=REGISTRY,
+    ["namespace", "agentdeployment", "secret"],
+    registry=REGISTRY,
 )
 ROTATIONS: Final = Counter(
     "agent_operator_credential_rotations_total",
     "Keys minted (first issue and rotations), by result (ok, error).",
-    ["result"], registry=REGISTRY,
+    ["result"],
+    registry=REGISTRY,
 )
 REVOCATIONS: Final = Counter(
     "agent_operator_credential_revocations_total",
     "Keys revoked at their issuer or dropped after their grace period, by result (ok, error).",
-    ["result"], registry=REGISTRY,
+    ["result"],
+    registry=REGISTRY,
 )
 
 
@@ -63,8 +71,14 @@ def forget_credentials(namespace: str, name: str) -> None:
             CREDENTIAL_AGE.remove(namespace, name, secret)
 
 
-KINDS: Final = ("AgentDeployment", "Deployment", "Service", "HorizontalPodAutoscaler",
-                "ConfigMap", "Secret")
+KINDS: Final = (
+    "AgentDeployment",
+    "Deployment",
+    "Service",
+    "HorizontalPodAutoscaler",
+    "ConfigMap",
+    "Secret",
+)
 
 
 def set_managed(children_by_owner: Iterable[Iterable[str]]) -> None:

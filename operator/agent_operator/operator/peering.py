@@ -39,8 +39,15 @@ def may_act(peers: Mapping[str, Any], me: str, priority: int, now: datetime) -> 
 class PeeringGate:
     """Reads the kopf peering object (cached for `ttl` seconds) to decide whether we act."""
 
-    def __init__(self, kube: Kube, name: str | None, identity: str, priority: int,
-                 clusterwide: bool, ttl: float = 2.0) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        name: str | None,
+        identity: str,
+        priority: int,
+        clusterwide: bool,
+        ttl: float = 2.0,
+    ) -> None:
         self.kube = kube
         self.name = name
         self.identity = identity

@@ -63,8 +63,12 @@ class Synced:
 
 def object_logger(namespace: str, name: str) -> logging.LoggerAdapter[logging.Logger]:
     """A logger whose every line carries the AgentDeployment's namespace and name."""
-    ref = {"apiVersion": AGENT_DEPLOYMENT.api_version, "kind": AGENT_DEPLOYMENT.kind,
-           "namespace": namespace, "name": name}
+    ref = {
+        "apiVersion": AGENT_DEPLOYMENT.api_version,
+        "kind": AGENT_DEPLOYMENT.kind,
+        "namespace": namespace,
+        "name": name,
+    }
     return logging.LoggerAdapter(log, {"k8s_ref": ref})
 
 
@@ -77,9 +81,13 @@ def controlled_by(child: Mapping[str, Any], uid: str) -> bool:
 class Reconciler:
     """Reconciles AgentDeployments through `kube`; `clock` returns aware UTC datetimes."""
 
-    def __init__(self, kube: Kube, options: BuildOptions,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 time_scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        options: BuildOptions,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        time_scale: float = 1.0,
+    ) -> None:
         self.kube = kube
         self.options = options
         self.clock = clock
@@ -134,8 +142,15 @@ class Reconciler:
         trouble = combine(troubles)
 
         writes = len(changes) + self._finish(
-            body, generation, live_by_name.get(("Deployment", name)), problem, changes,
-            key_events, key_status, logger, trouble,
+            body,
+            generation,
+            live_by_name.get(("Deployment", name)),
+            problem,
+            changes,
+            key_events,
+            key_status,
+            logger,
+            trouble,
         )
         children = [kind for kind, _ in live_by_name]
         due_in = (min(due) - self.clock()).total_seconds() if due else None
@@ -145,11 +160,15 @@ class Reconciler:
             # a key step failed while a working key stays in place: synced, but retried
             # with backoff (the issuer's troubles all ask for a retry)
             return Result("synced", trouble, writes, children, due_in, source)
-        return Result("problem" if problem else "synced", problem, writes, children, due_in,
-                      source)
+        return Result("problem" if problem else "synced", problem, writes, children, due_in, source)
 
-    def _sync_child(self, agd: AgentDeployment, body: Mapping[str, Any], child: dict[str, Any],
-                    logger: logging.LoggerAdapter[logging.Logger]) -> Synced:
+    def _sync_child(
+        self,
+        agd: AgentDeployment,
+        body: Mapping[str, Any],
+        child: dict[str, Any],
+        logger: logging.LoggerAdapter[logging.Logger],
+    ) -> Synced:
         """Apply one child if it differs from live.
 
         An object of the child's name that this AgentDeployment does not control
@@ -171,8 +190,9 @@ class Reconciler:
                 metrics.WRITES.labels(verb="apply", kind=kind).inc()
                 return written[-1]
 
-            keys = self.keys.keep(agd, child, live, write,
-                                  lambda: self._ensure_finalizer(body, logger))
+            keys = self.keys.keep(
+                agd, child, live, write, lambda: self._ensure_finalizer(body, logger)
+            )
             live = written[-1] if written else live
             if keys.desired is None:
                 # no key to hold: the live Secret (if any) is left as it is
@@ -196,11 +216,13 @@ class Reconciler:
         metrics.WRITES.labels(verb="apply", kind=kind).inc()
         action: Literal["created", "updated"] = "created" if why == "missing" else "updated"
         logger.info("%s %s %s (%s)", action, kind, name, why)
-        return Synced(applied, Change(kind, name, action, "" if why == "missing" else why),
-                      keys=keys)
+        return Synced(
+            applied, Change(kind, name, action, "" if why == "missing" else why), keys=keys
+        )
 
-    def _ensure_finalizer(self, body: Mapping[str, Any],
-                          logger: logging.LoggerAdapter[logging.Logger]) -> None:
+    def _ensure_finalizer(
+        self, body: Mapping[str, Any], logger: logging.LoggerAdapter[logging.Logger]
+    ) -> None:
         """Hold the revocation finalizer before the first key is minted at an external issuer."""
         meta = body["metadata"]
         finalizers = list(meta.get("finalizers") or [])
@@ -211,13 +233,18 @@ class Reconciler:
             raise Problem("Deleting", "the AgentDeployment is being deleted: no new keys")
         finalizers = list(fresh["metadata"].get("finalizers") or [])
         if FINALIZER not in finalizers:
-            self.kube.set_finalizers(meta["namespace"], meta["name"], [*finalizers, FINALIZER],
-                                     fresh["metadata"]["resourceVersion"])
+            self.kube.set_finalizers(
+                meta["namespace"],
+                meta["name"],
+                [*finalizers, FINALIZER],
+                fresh["metadata"]["resourceVersion"],
+            )
             metrics.WRITES.labels(verb="patch", kind="AgentDeployment").inc()
             logger.info("added finalizer %s (keys minted at an external issuer)", FINALIZER)
 
-    def _release(self, body: Mapping[str, Any],
-                 logger: logging.LoggerAdapter[logging.Logger]) -> Result:
+    def _release(
+        self, body: Mapping[str, Any], logger: logging.LoggerAdapter[logging.Logger]
+    ) -> Result:
         """A deleting AgentDeployment: revoke its external keys, then drop the finalizer.
 
         The issuer unreachable: the object stays, CredentialsReady=False
@@ -236,14 +263,20 @@ class Reconciler:
                 count = self.keys.revoke_all(agd, credentials_name(agd))
             except (Problem, IssuerUnavailable, IssuerRefused, InvalidSpec) as err:
                 reason = getattr(err, "reason", None) or type(err).__name__
-                message = (getattr(err, "message", None) or "; ".join(getattr(err, "errors", []))
-                           or str(err))
-                pending = Problem("RevocationPending",
-                                  f"keys minted at the issuer could not be revoked ({reason}: "
-                                  f"{message}); deletion waits. To delete without revoking, "
-                                  f"annotate {SKIP_REVOCATION}=true")
-                writes = self._finish(body, int(meta.get("generation", 0)), None, None, [], [],
-                                      {}, logger, pending)
+                message = (
+                    getattr(err, "message", None)
+                    or "; ".join(getattr(err, "errors", []))
+                    or str(err)
+                )
+                pending = Problem(
+                    "RevocationPending",
+                    f"keys minted at the issuer could not be revoked ({reason}: "
+                    f"{message}); deletion waits. To delete without revoking, "
+                    f"annotate {SKIP_REVOCATION}=true",
+                )
+                writes = self._finish(
+                    body, int(meta.get("generation", 0)), None, None, [], [], {}, logger, pending
+                )
                 return Result("problem", pending, writes)
             logger.info("revoked %d key(s) at the issuer before deletion", count)
         else:
@@ -253,12 +286,18 @@ class Reconciler:
         metrics.WRITES.labels(verb="patch", kind="AgentDeployment").inc()
         return Result("gone")
 
-    def _prune(self, agd: AgentDeployment, kept: Mapping[tuple[str, str], Any],
-               logger: logging.LoggerAdapter[logging.Logger]) -> list[Change]:
+    def _prune(
+        self,
+        agd: AgentDeployment,
+        kept: Mapping[tuple[str, str], Any],
+        logger: logging.LoggerAdapter[logging.Logger],
+    ) -> list[Change]:
         """Delete optional children the spec no longer asks for (HPA, client keys)."""
         changes = []
-        for kind, child_name in (("HorizontalPodAutoscaler", agd.name),
-                                 ("Secret", client_keys_name(agd))):
+        for kind, child_name in (
+            ("HorizontalPodAutoscaler", agd.name),
+            ("Secret", client_keys_name(agd)),
+        ):
             if (kind, child_name) in kept:
                 continue
             live = self.kube.get(kind, agd.namespace, child_name)
@@ -270,12 +309,18 @@ class Reconciler:
             logger.info("deleted %s %s (no longer in the spec)", kind, child_name)
         return changes
 
-    def _finish(self, body: Mapping[str, Any], generation: int,
-                deployment: Mapping[str, Any] | None, problem: Problem | None,
-                changes: list[Change], key_events: list[Event],
-                keys: Mapping[str, Mapping[str, str]] | None,
-                logger: logging.LoggerAdapter[logging.Logger],
-                trouble: Problem | None = None) -> int:
+    def _finish(
+        self,
+        body: Mapping[str, Any],
+        generation: int,
+        deployment: Mapping[str, Any] | None,
+        problem: Problem | None,
+        changes: list[Change],
+        key_events: list[Event],
+        keys: Mapping[str, Mapping[str, str]] | None,
+        logger: logging.LoggerAdapter[logging.Logger],
+        trouble: Problem | None = None,
+    ) -> int:
         """Write status when it changed and post the Events of this reconcile; returns writes.
 
         `keys` maps the status fields credentials / clientKeys to their values;
@@ -284,12 +329,27 @@ class Reconciler:
         meta = body["metadata"]
         previous = body.get("status") or {}
         if keys is None:
-            status = derive_status(generation, previous, deployment, problem, self.clock(),
-                                   previous.get("credentials"), previous.get("clientKeys"),
-                                   trouble)
+            status = derive_status(
+                generation,
+                previous,
+                deployment,
+                problem,
+                self.clock(),
+                previous.get("credentials"),
+                previous.get("clientKeys"),
+                trouble,
+            )
         else:
-            status = derive_status(generation, previous, deployment, problem, self.clock(),
-                                   keys.get("credentials"), keys.get("clientKeys"), trouble)
+            status = derive_status(
+                generation,
+                previous,
+                deployment,
+                problem,
+                self.clock(),
+                keys.get("credentials"),
+                keys.get("clientKeys"),
+                trouble,
+            )
         writes = 0
         patch = status_patch(previous, status, KEY_FIELDS if keys is not None else ())
         if patch:
@@ -304,30 +364,40 @@ class Reconciler:
             writes += self._post(body, event, logger)
         return writes
 
-    def _post(self, body: Mapping[str, Any], event: Event,
-              logger: logging.LoggerAdapter[logging.Logger]) -> int:
+    def _post(
+        self, body: Mapping[str, Any], event: Event, logger: logging.LoggerAdapter[logging.Logger]
+    ) -> int:
         meta = body["metadata"]
         now = rfc3339(self.clock())
         try:
-            self.kube.create_event(meta["namespace"], {
-                "apiVersion": "v1",
-                "kind": "Event",
-                "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-                "involvedObject": {
-                    "apiVersion": AGENT_DEPLOYMENT.api_version, "kind": AGENT_DEPLOYMENT.kind,
-                    "name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"],
-                    "resourceVersion": meta.get("resourceVersion"),
+            self.kube.create_event(
+                meta["namespace"],
+                {
+                    "apiVersion": "v1",
+                    "kind": "Event",
+                    "metadata": {
+                        "generateName": f"{meta['name']}.",
+                        "namespace": meta["namespace"],
+                    },
+                    "involvedObject": {
+                        "apiVersion": AGENT_DEPLOYMENT.api_version,
+                        "kind": AGENT_DEPLOYMENT.kind,
+                        "name": meta["name"],
+                        "namespace": meta["namespace"],
+                        "uid": meta["uid"],
+                        "resourceVersion": meta.get("resourceVersion"),
+                    },
+                    "type": event.type,
+                    "reason": event.reason,
+                    "message": event.message[:1024],
+                    "source": {"component": FIELD_MANAGER},
+                    "reportingComponent": FIELD_MANAGER,
+                    "reportingInstance": self.instance,
+                    "firstTimestamp": now,
+                    "lastTimestamp": now,
+                    "count": 1,
                 },
-                "type": event.type,
-                "reason": event.reason,
-                "message": event.message[:1024],
-                "source": {"component": FIELD_MANAGER},
-                "reportingComponent": FIELD_MANAGER,
-                "reportingInstance": self.instance,
-                "firstTimestamp": now,
-                "lastTimestamp": now,
-                "count": 1,
-            })
+            )
         except Exception as err:  # an Event is a courtesy: never fail the reconcile for it
             logger.warning("could not post event %s: %s", event.reason, err)
             return 0

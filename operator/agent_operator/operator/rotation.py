@@ -222,8 +222,9 @@ def decide(
         if expires is None or now >= expires:
             return Plan("revoke", "grace period ended")
         # at most two valid keys: a new rotation waits for the previous key's end
-        return Plan("none", f"{wanted} rotation waits for the grace period" if wanted else "",
-                    expires)
+        return Plan(
+            "none", f"{wanted} rotation waits for the grace period" if wanted else "", expires
+        )
     if wanted == "requested" and policy.follows_source:
         return Plan("record", "the source still holds the same key")
     if wanted is not None:
@@ -253,8 +254,14 @@ def rotated(
     in use), else current at once with the old current valid for `grace`."""
     old = state.current is not None
     if old and stage is not None:
-        return replace(state, next=key.secret, next_key_id=key.key_id, next_at=now + stage,
-                       pending_name=None, handled_trigger=trigger)
+        return replace(
+            state,
+            next=key.secret,
+            next_key_id=key.key_id,
+            next_at=now + stage,
+            pending_name=None,
+            handled_trigger=trigger,
+        )
     return KeyState(
         current=key.secret,
         key_id=key.key_id,

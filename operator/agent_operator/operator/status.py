@@ -69,16 +69,23 @@ def rollout(deployment: Mapping[str, Any]) -> Rollout:
     return Rollout(False, stalled, replicas, ready, message)
 
 
-def condition(type_: str, status: bool | None, reason: str, message: str,
-              generation: int) -> dict[str, Any]:
+def condition(
+    type_: str, status: bool | None, reason: str, message: str, generation: int
+) -> dict[str, Any]:
     """A condition without its transition time (see `transition`)."""
     text = "Unknown" if status is None else ("True" if status else "False")
-    return {"type": type_, "status": text, "reason": reason, "message": message,
-            "observedGeneration": generation}
+    return {
+        "type": type_,
+        "status": text,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+    }
 
 
-def transition(previous: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str, Any]],
-               now: datetime) -> list[dict[str, Any]]:
+def transition(
+    previous: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str, Any]], now: datetime
+) -> list[dict[str, Any]]:
     """`new` conditions with lastTransitionTime kept from `previous` unless status changed."""
     before = {c.get("type"): c for c in previous}
     out = []
@@ -93,8 +100,9 @@ def transition(previous: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str,
     return out
 
 
-def _credentials_condition(problem: Problem | None, trouble: Problem | None,
-                           have_keys: bool, generation: int) -> dict[str, Any]:
+def _credentials_condition(
+    problem: Problem | None, trouble: Problem | None, have_keys: bool, generation: int
+) -> dict[str, Any]:
     """CredentialsReady: keys in place and their last step done."""
     if trouble is not None:
         return condition(CREDENTIALS_READY, False, trouble.reason, trouble.message, generation)
@@ -102,21 +110,25 @@ def _credentials_condition(problem: Problem | None, trouble: Problem | None,
         return condition(CREDENTIALS_READY, False, problem.reason, problem.message, generation)
     if not have_keys:
         return condition(CREDENTIALS_READY, False, "NoKeys", "no key issued yet", generation)
-    return condition(CREDENTIALS_READY, True, "KeysInPlace", "keys issued and up to date",
-                     generation)
+    return condition(
+        CREDENTIALS_READY, True, "KeysInPlace", "keys issued and up to date", generation
+    )
 
 
-def _conditions(generation: int, deployment: Mapping[str, Any] | None,
-                problem: Problem | None) -> tuple[str, list[dict[str, Any]]]:
+def _conditions(
+    generation: int, deployment: Mapping[str, Any] | None, problem: Problem | None
+) -> tuple[str, list[dict[str, Any]]]:
     state = rollout(deployment) if deployment is not None else None
     if state is None:
-        progressing = condition(PROGRESSING, False, "NoDeployment",
-                                "the Deployment does not exist yet", generation)
+        progressing = condition(
+            PROGRESSING, False, "NoDeployment", "the Deployment does not exist yet", generation
+        )
     elif state.complete:
         progressing = condition(PROGRESSING, False, "RolloutComplete", state.message, generation)
     elif state.stalled:
-        progressing = condition(PROGRESSING, False, "ProgressDeadlineExceeded", state.message,
-                                generation)
+        progressing = condition(
+            PROGRESSING, False, "ProgressDeadlineExceeded", state.message, generation
+        )
     else:
         progressing = condition(PROGRESSING, True, "RolloutInProgress", state.message, generation)
 
@@ -136,8 +148,13 @@ def _conditions(generation: int, deployment: Mapping[str, Any] | None,
     conditions = [
         condition(READY, phase == "Ready", reason, message, generation),
         progressing,
-        condition(DEGRADED, degraded, reason if degraded else "AsExpected",
-                  message if degraded else "no problem found", generation),
+        condition(
+            DEGRADED,
+            degraded,
+            reason if degraded else "AsExpected",
+            message if degraded else "no problem found",
+            generation,
+        ),
     ]
     return phase, conditions
 
@@ -176,8 +193,9 @@ def derive_status(
     return status
 
 
-def status_patch(live: Mapping[str, Any] | None, new: Mapping[str, Any],
-                 clearable: Sequence[str] = ()) -> dict[str, Any]:
+def status_patch(
+    live: Mapping[str, Any] | None, new: Mapping[str, Any], clearable: Sequence[str] = ()
+) -> dict[str, Any]:
     """The fields of `new` that differ from `live` (empty: no write needed).
 
     A field named in `clearable` that `new` lacks but `live` has is set to None,

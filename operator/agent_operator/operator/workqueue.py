@@ -23,8 +23,9 @@ class ShutDown(Exception):
 class WorkQueue(Generic[K]):
     """Keys to reconcile, with a per-key retry backoff in seconds (see `backoff`)."""
 
-    def __init__(self, base: float = 1.0, cap: float = 300.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, base: float = 1.0, cap: float = 300.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.base = base
         self.cap = cap
         self.clock = clock

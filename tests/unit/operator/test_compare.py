@@ -19,7 +19,8 @@ from agent_operator.operator.compare import (
 
 def agd(**spec: Any) -> AgentDeployment:
     body = {
-        "apiVersion": "agents.dev/v1alpha1", "kind": "AgentDeployment",
+        "apiVersion": "agents.dev/v1alpha1",
+        "kind": "AgentDeployment",
         "metadata": {"name": "bot", "namespace": "ns", "uid": "u-1", "generation": 1},
         "spec": {"image": "img:1", "credentials": {"issuer": {"type": "generated"}}, **spec},
     }
@@ -57,11 +58,14 @@ def test_changed_value_is_drift() -> None:
 
 
 def test_quantities_compare_canonically() -> None:
-    desired = with_hash(deployment(agd(resources={"requests": {"cpu": "0.5", "memory": "1Gi"}}),
-                                   BuildOptions()))
+    desired = with_hash(
+        deployment(agd(resources={"requests": {"cpu": "0.5", "memory": "1Gi"}}), BuildOptions())
+    )
     live = served(desired)
     live["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"] = {
-        "cpu": "500m", "memory": "1024Mi"}
+        "cpu": "500m",
+        "memory": "1024Mi",
+    }
     assert verdict(desired, live) is None
     live["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "600m"
     assert verdict(desired, live) == "drifted"
@@ -77,8 +81,10 @@ def test_empty_values_the_server_omits_are_in_sync() -> None:
     assert verdict(desired, live) is None
     # a non-empty value that went missing, or a changed one, is still drift
     assert is_subset({"env": [{"name": "E", "value": "x"}]}, {"env": [{"name": "E"}]}) is False
-    assert is_subset({"env": [{"name": "E", "value": ""}]},
-                     {"env": [{"name": "E", "value": "x"}]}) is False
+    assert (
+        is_subset({"env": [{"name": "E", "value": ""}]}, {"env": [{"name": "E", "value": "x"}]})
+        is False
+    )
     assert is_subset({"args": []}, {}) is True and is_subset({"args": []}, {"args": ["a"]}) is True
     assert is_subset({"replicas": 0}, {}) is False  # zero numbers are not omitted
 
@@ -107,8 +113,9 @@ def test_hash_ignores_values_and_its_own_annotation() -> None:
 
 def test_lists_tolerate_foreign_elements_but_not_reordering() -> None:
     assert is_subset({"a": [{"name": "x"}]}, {"a": [{"name": "x"}, {"name": "injected"}]})
-    assert not is_subset({"a": [{"name": "x"}, {"name": "y"}]}, {"a": [{"name": "y"},
-                                                                     {"name": "x"}]})
+    assert not is_subset(
+        {"a": [{"name": "x"}, {"name": "y"}]}, {"a": [{"name": "y"}, {"name": "x"}]}
+    )
     assert not is_subset({"a": [1, 2]}, {"a": [1]})
 
 
@@ -125,10 +132,19 @@ def _deployment(replicas: int | None, owner_has_replicas: bool) -> dict[str, Any
     if owner_has_replicas:
         spec_fields["f:replicas"] = {}
     body: dict[str, Any] = {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "bot", "namespace": "ns", "managedFields": [
-            {"manager": "agent-operator", "operation": "Apply",
-             "fieldsV1": {"f:spec": spec_fields}}]},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "bot",
+            "namespace": "ns",
+            "managedFields": [
+                {
+                    "manager": "agent-operator",
+                    "operation": "Apply",
+                    "fieldsV1": {"f:spec": spec_fields},
+                }
+            ],
+        },
         "spec": {"template": {}},
     }
     if replicas is not None:
@@ -137,18 +153,29 @@ def _deployment(replicas: int | None, owner_has_replicas: bool) -> dict[str, Any
 
 
 def test_releasing_replicas_hands_the_live_count_over() -> None:
-    desired = {"apiVersion": "apps/v1", "kind": "Deployment",
-               "metadata": {"name": "bot", "namespace": "ns"}, "spec": {"template": {}}}
+    desired = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "bot", "namespace": "ns"},
+        "spec": {"template": {}},
+    }
     live = _deployment(replicas=3, owner_has_replicas=True)
     handoff = replicas_handoff(desired, live, "agent-operator")
-    assert handoff == {"apiVersion": "apps/v1", "kind": "Deployment",
-                       "metadata": {"name": "bot", "namespace": "ns"},
-                       "spec": {"replicas": 3}}
+    assert handoff == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "bot", "namespace": "ns"},
+        "spec": {"replicas": 3},
+    }
 
 
 def test_no_handoff_while_we_keep_or_no_longer_own_replicas() -> None:
-    keeping = {"apiVersion": "apps/v1", "kind": "Deployment",
-               "metadata": {"name": "bot", "namespace": "ns"}, "spec": {"replicas": 2}}
+    keeping = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "bot", "namespace": "ns"},
+        "spec": {"replicas": 2},
+    }
     releasing = {**keeping, "spec": {}}
     assert replicas_handoff(keeping, _deployment(3, True), "agent-operator") is None
     assert replicas_handoff(releasing, _deployment(3, False), "agent-operator") is None

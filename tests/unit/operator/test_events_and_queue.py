@@ -14,9 +14,13 @@ from agent_operator.operator.workqueue import ShutDown, WorkQueue
 
 
 def status(phase: str, degraded: str = "False", reason: str = "AsExpected") -> dict[str, Any]:
-    return {"phase": phase, "conditions": [
-        {"type": "Ready", "status": "False", "message": "0 of 1 replicas available"},
-        {"type": "Degraded", "status": degraded, "reason": reason, "message": "m"}]}
+    return {
+        "phase": phase,
+        "conditions": [
+            {"type": "Ready", "status": "False", "message": "0 of 1 replicas available"},
+            {"type": "Degraded", "status": degraded, "reason": reason, "message": "m"},
+        ],
+    }
 
 
 def test_nothing_changed_posts_nothing() -> None:
@@ -39,7 +43,8 @@ def test_transitions_post_events() -> None:
     other = status("Degraded", "True", "InvalidSpec")
     assert [e.reason for e in transition_events(degraded, other, [])] == ["InvalidSpec"]
     assert [e.reason for e in transition_events(degraded, status("Progressing"), [])] == [
-        "Progressing"]
+        "Progressing"
+    ]
 
 
 def with_keys(base: dict[str, Any], keys: str, reason: str) -> dict[str, Any]:
@@ -64,8 +69,14 @@ def test_a_failing_key_step_is_announced_once() -> None:
 
 
 def test_owner_key_from_controller_reference_or_label() -> None:
-    child = {"metadata": {"namespace": "ns", "ownerReferences": [
-        {"apiVersion": "agents.dev/v1alpha1", "kind": "AgentDeployment", "name": "bot"}]}}
+    child = {
+        "metadata": {
+            "namespace": "ns",
+            "ownerReferences": [
+                {"apiVersion": "agents.dev/v1alpha1", "kind": "AgentDeployment", "name": "bot"}
+            ],
+        }
+    }
     assert owner_key(child) == ("ns", "bot")
     labelled = {"metadata": {"namespace": "ns", "labels": {"agents.dev/agent": "b2"}}}
     assert owner_key(labelled) == ("ns", "b2")
@@ -113,8 +124,11 @@ async def test_queue_add_after_keeps_the_earliest_deadline() -> None:
 
 
 def test_settings_from_flags_over_environment() -> None:
-    env = {"AGENT_OPERATOR_NAMESPACES": "a,b", "AGENT_OPERATOR_WORKERS": "2",
-           "AGENT_OPERATOR_PEERING": "agents"}
+    env = {
+        "AGENT_OPERATOR_NAMESPACES": "a,b",
+        "AGENT_OPERATOR_WORKERS": "2",
+        "AGENT_OPERATOR_PEERING": "agents",
+    }
     config = load([], env)
     assert config.namespaces == ("a", "b") and config.workers == 2
     assert config.peering == "agents" and not config.clusterwide

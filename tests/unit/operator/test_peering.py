@@ -10,8 +10,11 @@ NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
 
 
 def peer(priority: int, seen_ago: float = 1, lifetime: int = 60) -> dict[str, object]:
-    return {"priority": priority, "lifetime": lifetime,
-            "lastseen": (NOW - timedelta(seconds=seen_ago)).isoformat()}
+    return {
+        "priority": priority,
+        "lifetime": lifetime,
+        "lastseen": (NOW - timedelta(seconds=seen_ago)).isoformat(),
+    }
 
 
 def test_alone_or_highest_acts() -> None:

@@ -12,15 +12,27 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=5)
 
 
-def deployment(replicas: int = 2, generation: int = 1, observed: int = 1, updated: int = 2,
-               available: int = 2, ready: int = 2, total: int | None = None,
-               conditions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def deployment(
+    replicas: int = 2,
+    generation: int = 1,
+    observed: int = 1,
+    updated: int = 2,
+    available: int = 2,
+    ready: int = 2,
+    total: int | None = None,
+    conditions: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     return {
         "metadata": {"generation": generation},
         "spec": {"replicas": replicas},
-        "status": {"observedGeneration": observed, "replicas": total or updated,
-                   "updatedReplicas": updated, "availableReplicas": available,
-                   "readyReplicas": ready, "conditions": conditions or []},
+        "status": {
+            "observedGeneration": observed,
+            "replicas": total or updated,
+            "updatedReplicas": updated,
+            "availableReplicas": available,
+            "readyReplicas": ready,
+            "conditions": conditions or [],
+        },
     }
 
 
@@ -37,8 +49,10 @@ def test_ready_when_rollout_complete() -> None:
     assert c["Ready"]["status"] == "True"
     assert c["Progressing"]["status"] == "False" and c["Progressing"]["reason"] == "RolloutComplete"
     assert c["Degraded"]["status"] == "False"
-    assert all(x["observedGeneration"] == 3 and x["lastTransitionTime"] == "2026-01-01T00:00:00Z"
-               for x in c.values())
+    assert all(
+        x["observedGeneration"] == 3 and x["lastTransitionTime"] == "2026-01-01T00:00:00Z"
+        for x in c.values()
+    )
 
 
 def test_progressing_without_ready_pods() -> None:
@@ -76,8 +90,13 @@ def test_problem_is_degraded_with_reason_and_message() -> None:
 
 
 def test_progress_deadline_exceeded_is_degraded() -> None:
-    stalled = deployment(available=0, ready=0, conditions=[
-        {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}])
+    stalled = deployment(
+        available=0,
+        ready=0,
+        conditions=[
+            {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
+        ],
+    )
     status = derive_status(1, None, stalled, None, T0)
     assert status["phase"] == "Degraded"
     assert conditions(status)["Degraded"]["reason"] == "ProgressDeadlineExceeded"
@@ -99,8 +118,9 @@ def test_transition_time_kept_while_status_unchanged() -> None:
 
 
 def test_transition_from_unknown_previous() -> None:
-    out = transition([{"type": "Ready", "status": "True"}],
-                     [{"type": "Ready", "status": "True"}], T1)
+    out = transition(
+        [{"type": "Ready", "status": "True"}], [{"type": "Ready", "status": "True"}], T1
+    )
     assert out[0]["lastTransitionTime"] == "2026-01-01T00:05:00Z"  # no time to keep
 
 
