@@ -52,6 +52,10 @@ PLURAL: Final = "agentdeployments"
 # this label with the value "true": whoever may create an AgentDeployment must
 # not be able to read any other Secret of the namespace through it.
 ISSUER_SOURCE_LABEL: Final = f"{GROUP}/issuer-source"
+# On an admin-key Secret: the Admin API base URLs (comma-separated) its key may be
+# sent to; without it only DEFAULT_ADMIN_BASE_URL. The Secret's owner decides.
+ADMIN_URLS_ANNOTATION: Final = f"{GROUP}/admin-base-urls"
+DEFAULT_ADMIN_BASE_URL: Final = "https://api.openai.com/v1"
 
 # `X-client-keys` (X + 12 characters) must stay a DNS-1123 label (<= 63), and
 # the Service name X must be a DNS-1035 label (starts with a letter).
@@ -303,9 +307,10 @@ class Issuer(_Model):
     source Secret must opt in with the label agents.dev/issuer-source: "true"."""
     project_id: str | None = Field(None, min_length=1, max_length=128, alias="projectID")
     """OpenAI project the keys are minted in; required for type openai."""
-    admin_base_url: URL = Field("https://api.openai.com/v1", alias="adminBaseURL")
+    admin_base_url: URL = Field(DEFAULT_ADMIN_BASE_URL, alias="adminBaseURL")
     """Base URL of the OpenAI Admin API (type openai): the service accounts of
-    projectID are created and deleted under it."""
+    projectID are created and deleted under it. Another URL than the default
+    must be listed by the admin-key Secret's annotation agents.dev/admin-base-urls."""
 
 
 class Rotation(_Model):

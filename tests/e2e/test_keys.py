@@ -19,7 +19,7 @@ import pytest
 from tests.e2e.test_operator import agd, apply, get, manifest, wait_for
 from tests.fakes.openai_admin import FakeOpenAIAdmin, Fault
 
-from agent_operator.api import ISSUER_SOURCE_LABEL
+from agent_operator.api import ADMIN_URLS_ANNOTATION, ISSUER_SOURCE_LABEL
 from localcluster import Cluster
 
 if TYPE_CHECKING:
@@ -39,22 +39,21 @@ def admin() -> Iterator[FakeOpenAIAdmin]:
         yield fake
 
 
-def admin_secret(cluster: Cluster, namespace: str) -> None:
-    cluster.kubectl(
-        "-n",
-        namespace,
-        "create",
-        "-f",
-        "-",
-        input=json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "openai-admin", "labels": {ISSUER_SOURCE_LABEL: "true"}},
-                "stringData": {"apiKey": ADMIN_KEY},
-            }
-        ),
-    )
+def admin_secret(cluster: Cluster, namespace: str, allowed_url: str | None) -> None:
+    """The admin key, opted in as an issuer source, allowed to go to `allowed_url`."""
+    notes = {ADMIN_URLS_ANNOTATION: allowed_url} if allowed_url else {}
+    metadata = {
+        "name": "openai-admin",
+        "labels": {ISSUER_SOURCE_LABEL: "true"},
+        "annotations": notes,
+    }
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata,
+        "stringData": {"apiKey": ADMIN_KEY},
+    }
+    cluster.kubectl("-n", namespace, "create", "-f", "-", input=json.dumps(secret))
 
 
 def openai_manifest(fake: FakeOpenAIAdmin, rotation: dict[str, str]) -> dict[str, Any]:
@@ -76,7 +75,7 @@ def openai_agent(
     cluster: Cluster, namespace: str, fake: FakeOpenAIAdmin, rotation: dict[str, str]
 ) -> None:
     """The admin key Secret (opted in) and AgentDeployment `bot` with the openai issuer."""
-    admin_secret(cluster, namespace)
+    admin_secret(cluster, namespace, fake.url + "/v1")
     apply(cluster, namespace, openai_manifest(fake, rotation))
 
 
@@ -256,6 +255,60 @@ def test_the_rotate_annotation_rotates_exactly_once(
     events = get(cluster, namespace, "events", "--field-selector", "reason=KeyRotated")
     assert events is not None and len(events["items"]) == 1
     assert_nothing_leaked(cluster, namespace, op, admin)
+
+
+def test_a_long_rotate_value_rotates_once_and_is_recorded_as_a_digest(
+    cluster: Cluster, namespace: str, make_operator: Callable[..., OperatorProcess]
+) -> None:
+    make_operator("operator", *SCALE).start()
+    generated = {"issuer": {"type": "generated"}, "rotation": SLOW}
+    apply(cluster, namespace, manifest(credentials=generated))
+    first = wait_for(lambda: settled(cluster, namespace), 30, "the first key")
+    rotate(cluster, namespace, "r" * 100_000)  # anyone who may annotate writes any value
+
+    def rotated() -> dict[str, Any] | None:
+        body = settled(cluster, namespace)
+        if body is None or notes(body)["agents.dev/key-id"] == notes(first)["agents.dev/key-id"]:
+            return None
+        return body
+
+    body = wait_for(rotated, 30, "the rotation")
+    recorded = notes(body)["agents.dev/rotate-handled"]
+    assert recorded.startswith("sha256:") and len(recorded) < 80
+    time.sleep(4)  # reconciles later: still one rotation
+    assert key_id(cluster, namespace) == notes(body)["agents.dev/key-id"]
+
+
+def test_the_admin_key_goes_only_where_its_secret_allows(
+    cluster: Cluster,
+    namespace: str,
+    make_operator: Callable[..., OperatorProcess],
+    admin: FakeOpenAIAdmin,
+) -> None:
+    """An AgentDeployment author points adminBaseURL at a server of theirs: the operator
+    must not send an opted-in admin key there unless the Secret's owner listed it."""
+    make_operator("operator", *SCALE).start()
+    admin_secret(cluster, namespace, None)  # opted in, for the default URL only
+    apply(cluster, namespace, openai_manifest(admin, SLOW))  # adminBaseURL: elsewhere
+
+    def refused() -> dict[str, Any] | None:
+        body = agd(cluster, namespace)
+        return body if condition(body, "Ready").get("reason") == "IssuerURLNotAllowed" else None
+
+    body = wait_for(refused, 30, "Ready=False IssuerURLNotAllowed")
+    assert ADMIN_URLS_ANNOTATION in condition(body, "Ready")["message"]
+    assert admin.requests == [] and admin.minted_keys == []
+    assert get(cluster, namespace, "secret", "bot-credentials") is None
+    cluster.kubectl(
+        "-n",
+        namespace,
+        "annotate",
+        "secret",
+        "openai-admin",
+        f"{ADMIN_URLS_ANNOTATION}={admin.url}/v1",
+    )
+    wait_for(lambda: settled(cluster, namespace), 60, "the key once the owner allows the URL")
+    assert len(admin.minted_keys) == 1
 
 
 # --- crash at each step ----------------------------------------------------------------

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from agent_operator.api import ISSUER_SOURCE_LABEL
+from agent_operator.api import ADMIN_URLS_ANNOTATION, DEFAULT_ADMIN_BASE_URL, ISSUER_SOURCE_LABEL
 from agent_operator.api import Issuer as IssuerSpec
 from agent_operator.operator.credentials import MAX_KEY_BYTES, IssuedKey, decode, opted_in
 from agent_operator.operator.problems import Problem
@@ -118,6 +118,15 @@ def checked_key(secret: Mapping[str, Any], key: str, where: str) -> str:
     return value.strip()
 
 
+def admin_urls(secret: Mapping[str, Any]) -> set[str]:
+    """The Admin API base URLs an admin-key Secret lets its key be sent to."""
+    notes = secret.get("metadata", {}).get("annotations") or {}
+    listed = notes.get(ADMIN_URLS_ANNOTATION)
+    if listed is None:
+        return {DEFAULT_ADMIN_BASE_URL}
+    return {url.strip().rstrip("/") for url in listed.split(",") if url.strip()}
+
+
 def upstream_issuer(
     spec: IssuerSpec, source: Mapping[str, Any] | None, timeout_seconds: float = 10.0
 ) -> Issuer:
@@ -134,6 +143,16 @@ def upstream_issuer(
     from agent_operator.operator.openai_admin import OpenAIAdminIssuer
 
     admin = StaticIssuer(spec.secret_ref.name, spec.secret_ref.key, source).value()
+    assert source is not None  # value() raised otherwise
+    allowed = admin_urls(source)
+    if spec.admin_base_url.rstrip("/") not in allowed:
+        # whoever may write an AgentDeployment must not send the admin key elsewhere
+        raise Problem(
+            "IssuerURLNotAllowed",
+            f"adminBaseURL {spec.admin_base_url!r} is not one the admin-key Secret "
+            f"{spec.secret_ref.name!r} allows ({', '.join(sorted(allowed))}); its owner "
+            f"may list it in the annotation {ADMIN_URLS_ANNOTATION}",
+        )
     assert spec.project_id is not None  # the API enforces it
     return OpenAIAdminIssuer(
         spec.admin_base_url, admin, spec.project_id, timeout_seconds=timeout_seconds

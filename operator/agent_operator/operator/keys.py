@@ -40,6 +40,7 @@ from agent_operator.operator.rotation import (
     revoked,
     rfc3339,
     rotated,
+    trigger_token,
 )
 
 # Held on an AgentDeployment while keys minted at an external issuer exist.
@@ -126,7 +127,7 @@ class KeyKeeper:
         name = child["metadata"]["name"]
         upstream = name == credentials_name(agd)
         rotation = agd.spec.credentials.rotation if upstream else agd.spec.client_auth.rotation
-        trigger = agd.metadata.annotations.get(ROTATE_ANNOTATION)
+        trigger = trigger_token(agd.metadata.annotations.get(ROTATE_ANNOTATION))
         follows_source = upstream and agd.spec.credentials.issuer.type == "static"
         # callers read the client keys' `current`: a new one is staged first
         policy = self.policy(rotation, follows_source, staged=not upstream)

@@ -387,9 +387,10 @@ class OpenAIAdminIssuer:
 
 
 def _json(raw: bytes) -> Any:
+    """The decoded answer; None when it is not JSON (or nested past the recursion limit)."""
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 

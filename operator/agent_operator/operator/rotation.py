@@ -25,6 +25,7 @@ previous key is then revoked first, so at most two keys are ever valid.
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -56,6 +57,14 @@ LIFECYCLE_ANNOTATIONS: Final = (
 )
 
 Action = Literal["none", "resolve", "mint", "promote", "revoke", "record"]
+
+
+def trigger_token(value: str | None) -> str | None:
+    """What is recorded of an agents.dev/rotate value: itself when short, else its
+    SHA-256 (an absurdly long value must not make the Secret too large to write)."""
+    if value is None or len(value) <= 63:
+        return value
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
 
 
 def rfc3339(when: datetime) -> str:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import pytest
 
-from agent_operator.api import ISSUER_SOURCE_LABEL
+from agent_operator.api import ADMIN_URLS_ANNOTATION, ISSUER_SOURCE_LABEL
 from agent_operator.api import Issuer as IssuerSpec
 from agent_operator.operator.credentials import MAX_KEY_BYTES
 from agent_operator.operator.issuers import GeneratedIssuer, StaticIssuer, upstream_issuer
@@ -95,3 +96,23 @@ def test_openai_issuer_needs_its_admin_key_source_to_opt_in() -> None:
     assert err.value.reason == "CredentialsSourceNotOptedIn"
     issuer = upstream_issuer(spec, source({"apiKey": "sk-admin"}))
     assert issuer.external and "sk-admin" not in repr(issuer)
+
+
+def test_the_admin_key_goes_only_to_urls_its_secret_allows() -> None:
+    spec = IssuerSpec.model_validate(
+        {
+            "type": "openai",
+            "secretRef": {"name": "admin"},
+            "projectID": "proj_1",
+            "adminBaseURL": "https://thief.example/v1",
+        }
+    )
+    with pytest.raises(Problem) as err:
+        upstream_issuer(spec, source({"apiKey": "sk-admin"}))
+    assert err.value.reason == "IssuerURLNotAllowed"
+    assert ADMIN_URLS_ANNOTATION in err.value.message and "sk-admin" not in err.value.message
+    allowed: dict[str, Any] = source({"apiKey": "sk-admin"})
+    allowed["metadata"]["annotations"] = {
+        ADMIN_URLS_ANNOTATION: "https://api.openai.com/v1, https://thief.example/v1/"
+    }
+    assert upstream_issuer(spec, allowed).external

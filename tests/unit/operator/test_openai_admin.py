@@ -381,3 +381,50 @@ def test_no_key_material_in_errors_reprs_or_logs(
     assert len(texts) > 10
     assert any("sk-<redacted>" in t for t in texts)
     assert_no_key_material(fake, *texts)
+
+
+HOSTILE_ANSWERS = {
+    "not JSON": b"<html>hello</html>",
+    "not UTF-8": b"\xff\xfe\x00garbage",
+    "nested 100,000 deep": b"[" * 100_000 + b"]" * 100_000,
+    "huge": b'{"data": ["' + b"x" * (5 * 1024 * 1024) + b'"]}',
+    "wrong shape": b'{"data": "not a list", "has_more": "maybe"}',
+}
+
+
+@pytest.mark.parametrize("answer", HOSTILE_ANSWERS, ids=list(HOSTILE_ANSWERS))
+def test_hostile_answers_fail_as_issuer_errors_never_as_crashes(answer: str) -> None:
+    """An admin endpoint (or whatever answers there) sending garbage with a 200:
+    every call fails with a safe issuer error, bounded in memory and time."""
+    body = HOSTILE_ANSWERS[answer]
+
+    class Garbage(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_DELETE = _answer
+
+        def log_message(self, *args: object) -> None:
+            """Quiet: this test reads no server log."""
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Garbage) as server:
+        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        thread.start()
+        try:
+            base = f"http://127.0.0.1:{server.server_address[1]}/v1"
+            admin = OpenAIAdminIssuer(base, ADMIN_KEY, PROJECT, attempts=1, timeout_seconds=5)
+            started = time.monotonic()
+            for call in (lambda: admin.issue("x"), lambda: admin.list("")):
+                with pytest.raises((IssuerUnavailable, IssuerRefused)) as caught:
+                    call()
+                text = str(caught.value)
+                assert len(text) < 400 and ADMIN_KEY not in text and "x" * 100 not in text
+            assert time.monotonic() - started < 10
+        finally:
+            server.shutdown()

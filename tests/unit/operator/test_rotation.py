@@ -22,6 +22,7 @@ from agent_operator.operator.rotation import (
     resolved,
     revoked,
     rotated,
+    trigger_token,
 )
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
@@ -153,3 +154,10 @@ def test_expiries_are_written_rounded_up_to_the_second() -> None:
 
     written = base64.b64decode(body["data"]["previous-expires-at"]).decode()
     assert written == "2026-01-01T13:00:01Z"  # not 13:00:00, a grace cut short
+
+
+def test_a_rotate_value_is_recorded_bounded() -> None:
+    assert trigger_token(None) is None and trigger_token("1732900000") == "1732900000"
+    long = trigger_token("x" * 100_000)
+    assert long is not None and long.startswith("sha256:") and len(long) == 71
+    assert long == trigger_token("x" * 100_000) != trigger_token("x" * 100_001)
