@@ -111,3 +111,24 @@ async def test_watcher_survives_an_unexpected_error(tmp_path: Path) -> None:
     finally:
         task.cancel()
     assert "boom" in out.getvalue()
+
+
+def test_a_hostile_staged_client_key_keeps_the_last_good_keys(tmp_path: Path) -> None:
+    """`next` is new input: not UTF-8 or huge, it fails the reload, never the keys in use."""
+    state, reloader, out = make(tmp_path)
+    KubeVolume(tmp_path / "creds", secret_files("sk-1"))
+    KubeVolume(tmp_path / "budget", {"budget.json": json.dumps({"limits": []})})
+    clients = KubeVolume(tmp_path / "clients", {"current": "c-1", "next": "c-2"})
+    reloader.poll()
+    assert state.client_keys is not None and state.client_keys.verify("c-2", 0)
+    clients.update({"current": "c-1", "next": "x"})
+    # a Secret value is bytes: anything can be there
+    ((tmp_path / "clients" / "..data").resolve() / "next").write_bytes(b"\xff\xfe not UTF-8")
+    reloader.poll()
+    assert out.getvalue().count('"event":"reload_failed"') == 1
+    assert state.client_keys.verify("c-1", 0) and state.client_keys.verify("c-2", 0)
+    huge = "k" * (1 << 20)
+    clients.update({"current": "c-1", "next": huge})
+    reloader.poll()
+    assert state.client_keys.verify(huge, 0) and state.client_keys.verify("c-1", 0)
+    assert huge[:32] not in out.getvalue() and "c-1" not in out.getvalue()
