@@ -40,4 +40,5 @@ test: venv controlplane lint
 
 crd: venv
 	$(BIN)/agent-operator crd > crds/agentdeployments.agents.dev.yaml
-	cp crds/agentdeployments.agents.dev.yaml charts/agent-operator/crds/
+	$(BIN)/agent-operator crd spendrecords > crds/spendrecords.agents.dev.yaml
+	cp crds/agentdeployments.agents.dev.yaml crds/spendrecords.agents.dev.yaml charts/agent-operator/crds/

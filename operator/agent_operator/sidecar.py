@@ -44,6 +44,19 @@ CREDENTIALS_DIR: Final = f"{MOUNT_ROOT}/{CREDENTIALS_VOLUME}"
 CLIENT_KEYS_DIR: Final = f"{MOUNT_ROOT}/{CLIENT_KEYS_VOLUME}"
 BUDGET_DIR: Final = f"{MOUNT_ROOT}/{BUDGET_VOLUME}"
 
+# --- the gateway's own identity (kubernetes spend store) ------------------------
+
+# The projected service-account token, the cluster CA and the namespace, in the
+# gateway container only (where in-cluster clients look for them).
+SERVICE_ACCOUNT_DIR: Final = "/var/run/secrets/kubernetes.io/serviceaccount"
+SERVICE_ACCOUNT_VOLUME: Final = "gateway-token"
+TOKEN_EXPIRATION_SECONDS: Final = 3607  # the kubelet refreshes the file at 80%
+# The pod's name and uid, from the downward API.
+POD_NAME_ENV: Final = "AGENT_GATEWAY_POD_NAME"
+POD_UID_ENV: Final = "AGENT_GATEWAY_POD_UID"
+# The Redis URL (spec.budget.redis.urlSecretRef), as env from that Secret.
+REDIS_URL_ENV: Final = "AGENT_GATEWAY_REDIS_URL"
+
 # --- Secret layout (X-credentials and X-client-keys) ---------------------------
 
 CURRENT: Final = "current"  # the key in use
@@ -61,6 +74,10 @@ Provider = Literal["openai", "anthropic", "azure-openai", "openai-compatible"]
 PROVIDERS: Final = get_args(Provider)
 GuardMode = Literal["block", "flag", "off"]
 GUARD_MODES: Final = get_args(GuardMode)
+# Where spend is kept (docs/budget.md): this process only, the shared
+# SpendRecord ledger on the Kubernetes API, or Redis (strict, opt-in).
+SpendStoreKind = Literal["memory", "kubernetes", "redis"]
+SPEND_STORES: Final = get_args(SpendStoreKind)
 
 # Endpoints that cost money but whose spend the gateway cannot meter from the
 # answer (or that mint keys). Refused with 403 unless the AgentDeployment lists
@@ -367,6 +384,41 @@ class GatewayArgs:
             choices=UNMETERED_ENDPOINTS,
             metavar="NAME",
             repeat=frozenset,
+        ),
+    )
+    spend_store: SpendStoreKind = field(
+        default="memory",
+        metadata=_flag(
+            "--spend-store",
+            "where spend is kept: memory (this process), kubernetes (SpendRecords "
+            "shared by the replicas), redis (URL from the environment)",
+            choices=SPEND_STORES,
+        ),
+    )
+    agent_uid: str = field(
+        default="",
+        metadata=_flag(
+            "--agent-uid",
+            "uid of the AgentDeployment: owner of the SpendRecords the gateway writes",
+            always=False,
+        ),
+    )
+    service_account_dir: Path = field(
+        default=Path(SERVICE_ACCOUNT_DIR),
+        metadata=_flag(
+            "--service-account-dir",
+            "projected token, ca.crt (kubernetes spend store)",
+            always=False,
+            **_DIR,
+        ),
+    )
+    ledger_flush_seconds: float = field(
+        default=2.0,
+        metadata=_flag(
+            "--ledger-flush-seconds",
+            "longest time spend stays unwritten to the shared ledger",
+            always=False,
+            **_SECONDS,
         ),
     )
     otlp_endpoint: str | None = field(

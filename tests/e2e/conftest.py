@@ -60,6 +60,7 @@ def namespace(cluster: Cluster) -> Iterator[str]:
 # --- the operator as a real process (issue 4) ----------------------------------
 
 CRD_FILE = REPO / "crds" / "agentdeployments.agents.dev.yaml"
+LEDGER_FILE = REPO / "crds" / "spendrecords.agents.dev.yaml"
 PEERING_CRDS = REPO / "operator" / "agent_operator" / "operator" / "kopf-peering.yaml"
 
 
@@ -144,10 +145,16 @@ class OperatorProcess:
 
 @pytest.fixture(scope="session")
 def agent_crd(cluster: Cluster) -> None:
-    """The AgentDeployment CRD, installed as users install it (server-side apply)."""
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
+    """The AgentDeployment and SpendRecord CRDs (and the ledger's admission policy),
+    installed as users install them (server-side apply)."""
+    for path in (CRD_FILE, LEDGER_FILE):
+        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
     cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd/agentdeployments.agents.dev"
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/agentdeployments.agents.dev",
+        "crd/spendrecords.agents.dev",
     )
 
 

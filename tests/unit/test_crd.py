@@ -38,11 +38,23 @@ def _nodes(node: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, An
     return out
 
 
-@pytest.mark.parametrize("path", CRD_FILES, ids=lambda p: str(p.relative_to(REPO)))
-def test_checked_in_crd_is_generator_output(path: Path) -> None:
-    # Regenerate with: agent-operator crd > crds/agentdeployments.agents.dev.yaml
-    # (and the same into charts/agent-operator/crds/).
-    assert path.read_text() == crd.render(), f"{path} is stale: run `agent-operator crd`"
+@pytest.mark.parametrize("kind", tuple(crd.DOCUMENTS))
+@pytest.mark.parametrize("folder", ["crds", "charts/agent-operator/crds"])
+def test_checked_in_crds_are_generator_output(folder: str, kind: str) -> None:
+    # Regenerate with: make crd
+    path = REPO / folder / f"{kind}.agents.dev.yaml"
+    assert path.read_text() == crd.render(kind=kind), f"{path} is stale: run `make crd`"
+
+
+def test_ledger_crd_and_policy_pass_the_kubernetes_schema() -> None:
+    for obj in [crd.spend_record_crd(), *crd.spend_record_policy()]:
+        assert kubernetes_validate.validate(obj, "1.37", strict=True) == "1.37", obj["kind"]
+    policy = crd.spend_record_policy()[0]["spec"]
+    assert policy["failurePolicy"] == "Fail"
+    assert {v["message"] for v in policy["validations"]} >= {
+        "a gateway writes only its own AgentDeployment's spend records",
+        "a spend record's spend only grows",
+    }
 
 
 def test_crd_command_prints_yaml_and_json(capsys: pytest.CaptureFixture[str]) -> None:
