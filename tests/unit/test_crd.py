@@ -14,10 +14,6 @@ from agent_operator import crd
 from agent_operator.api import ISSUER_SOURCE_LABEL, AgentDeploymentSpec
 
 REPO = Path(__file__).resolve().parents[2]
-CRD_FILES = [
-    REPO / "crds" / "agentdeployments.agents.dev.yaml",
-    REPO / "charts" / "agent-operator" / "crds" / "agentdeployments.agents.dev.yaml",
-]
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 
 
