@@ -40,6 +40,10 @@ MOUNT_ROOT: Final = "/var/run/agents.dev"
 CREDENTIALS_VOLUME: Final = "credentials"  # Secret X-credentials
 CLIENT_KEYS_VOLUME: Final = "client-keys"  # Secret X-client-keys (clientAuth.enabled)
 BUDGET_VOLUME: Final = "budget"  # ConfigMap X-budget
+# an emptyDir of the gateway's own: spend not yet in the shared ledger, so a
+# container restart (OOM kill, kill -9) loses none of it
+SPEND_JOURNAL_VOLUME: Final = "spend-journal"
+SPEND_JOURNAL_DIR: Final = f"{MOUNT_ROOT}/{SPEND_JOURNAL_VOLUME}"
 CREDENTIALS_DIR: Final = f"{MOUNT_ROOT}/{CREDENTIALS_VOLUME}"
 CLIENT_KEYS_DIR: Final = f"{MOUNT_ROOT}/{CLIENT_KEYS_VOLUME}"
 BUDGET_DIR: Final = f"{MOUNT_ROOT}/{BUDGET_VOLUME}"
@@ -408,6 +412,16 @@ class GatewayArgs:
         metadata=_flag(
             "--service-account-dir",
             "projected token, ca.crt (kubernetes spend store)",
+            always=False,
+            **_DIR,
+        ),
+    )
+    spend_journal_dir: Path | None = field(
+        default=None,
+        metadata=_flag(
+            "--spend-journal-dir",
+            "writable dir (emptyDir) keeping spend not yet in the shared ledger across "
+            "container restarts; absent: no journal",
             always=False,
             **_DIR,
         ),

@@ -141,9 +141,14 @@ class FakeUpstream:
         completion_tokens: int = 10,
         stream_interval: float = 0.0,
         max_recorded: int | None = None,
+        delay: float = 0.0,
     ) -> None:
         self.host, self.port = host, port
+        self.delay = delay  # seconds each answer takes, like a model thinking
         self.requests: list[RecordedRequest] = []
+        # (model, input tokens, output tokens) of every answer served whole with a
+        # 2xx: what a provider would bill, to compare with what the gateways charged
+        self.billed: list[tuple[str, int, int]] = []
         self.valid_keys: set[str] | None = None
         self.completion_tokens = completion_tokens  # natural length of every completion
         self.stream_interval = stream_interval  # seconds between SSE events
@@ -192,6 +197,7 @@ class FakeUpstream:
     def clear(self) -> None:
         """Forget recorded requests and pending faults (keys stay)."""
         self.requests.clear()
+        self.billed.clear()
         self._faults.clear()
 
     # ------------------------------------------------------------ request path
@@ -230,7 +236,11 @@ class FakeUpstream:
         except BadRequest as exc:
             return self._error(provider, 400, str(exc))
         body = self._render(shape)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         cut = fault.after_chunks if fault is not None and fault.kind == "cut_stream" else None
+        if cut is None and (self.max_recorded is None or len(self.billed) < self.max_recorded):
+            self.billed.append((shape.model, shape.prompt, shape.completion))
         if isinstance(body, list):
             return await self._stream(request, provider, body, cut)
         if cut is not None:

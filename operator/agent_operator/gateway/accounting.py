@@ -78,15 +78,18 @@ class Accountant:
             input_tokens = input_tokens or estimate_tokens(len(call.body))
             output_tokens = max(output_tokens, estimate_tokens(delivered_chars))
         model = call.model or meter.response_model or "unknown"
-        budget = self.state.budget
-        price, known = budget.config.price_for(model)
-        label = budget.config.label_for(model)
+        config = call.snapshot.budget
+        price, known = config.price_for(model)
+        label = config.label_for(model)
         cost = price.cost(input_tokens, output_tokens)
-        now = time.time()
-        budget.charge(cost, now)
         m = self.metrics
-        for limit, key in zip(budget.config.limits, budget.keys(now), strict=True):
-            m.budget_spent.labels(limit.period).set(budget.store.spent(key))
+        hold, call.hold = call.hold, None
+        if hold is not None:
+            budget = self.state.budget
+            budget.settle(config, hold, cost)
+            if len(hold.keys) == len(config.limits):
+                for limit, key in zip(config.limits, hold.keys, strict=True):
+                    m.budget_spent.labels(limit.period).set(budget.store.spent(key))
         m.tokens.labels(label, "input").inc(input_tokens)
         m.tokens.labels(label, "output").inc(output_tokens)
         m.cost.labels(label).inc(cost)
@@ -109,11 +112,17 @@ class Accountant:
         if meter.response_model:
             fields["response_model"] = meter.response_model
 
+    def release(self, call: Call) -> None:
+        """End a hold that was never charged (refused, failed, answered with an error)."""
+        if call.hold is not None:
+            hold, call.hold = call.hold, None
+            self.state.budget.settle(call.snapshot.budget, hold, 0.0)
+
     def finish(self, call: Call, status: int) -> None:
         """Request metrics, one JSON log line, and the span's end."""
         duration = time.perf_counter() - call.started
         route = call.kind or "passthrough"
-        model = self.state.budget.config.label_for(call.model) if call.model else "-"
+        model = call.snapshot.budget.label_for(call.model) if call.model else "-"
         self.metrics.requests.labels("outbound", route, str(status), model).inc()
         self.metrics.duration.labels("outbound", route).observe(duration)
         record: dict[str, Any] = {

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Final
 
 from pydantic import ValidationError
 
-from agent_operator.gateway.spend import SpendStore
+from agent_operator.gateway.spend import Hold, SpendStore
 from agent_operator.gateway.volumes import Signature, read_files
+from agent_operator.ledger import period_key
 from agent_operator.sidecar import (
     BUDGET_FILE,
     DEFAULT_UNKNOWN_MODEL_PRICE,
@@ -152,21 +153,6 @@ def load_budget(directory: Path) -> tuple[BudgetConfig, Signature] | None:
     return budget_from_json(files[BUDGET_FILE]), sig
 
 
-def period_key(period: BudgetPeriod, now: float) -> str:
-    """Calendar period (UTC) containing `now` (epoch seconds), e.g. `month:2026-11`."""
-    moment = datetime.fromtimestamp(now, UTC)
-    if period == "hour":
-        return f"hour:{moment:%Y-%m-%dT%H}"
-    if period == "day":
-        return f"day:{moment:%Y-%m-%d}"
-    if period == "week":
-        year, week, _ = moment.isocalendar()
-        return f"week:{year}-W{week:02d}"
-    if period == "month":
-        return f"month:{moment:%Y-%m}"
-    raise ValueError(f"unknown budget period {period!r}")
-
-
 @dataclass(frozen=True, slots=True)
 class Exhausted:
     """A limit that is used up: what the 429 names."""
@@ -179,23 +165,48 @@ class Exhausted:
 AlertHook = Callable[[Limit, str, float, float], None]  # limit, period key, threshold, spent
 
 
-class Budget:
-    """Checks limits before a call and charges after it, against a SpendStore."""
+# Output tokens assumed for a reservation when the request sets no maximum.
+DEFAULT_RESERVED_OUTPUT_TOKENS: Final = 4096
+_MAX_TOKEN_FIELDS: Final = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 
-    def __init__(self, store: SpendStore, config: BudgetConfig, on_alert: AlertHook) -> None:
+
+def reservation_usd(config: BudgetConfig, model: str, body_bytes: int, payload: Any) -> float:
+    """The most one call may cost, held by a reserving store until it is settled.
+
+    Input: ~4 bytes of body per token (generous for JSON); output: the
+    request's own maximum, else DEFAULT_RESERVED_OUTPUT_TOKENS.
+    """
+    price, _ = config.price_for(model)
+    output = DEFAULT_RESERVED_OUTPUT_TOKENS
+    if isinstance(payload, dict):
+        for name in _MAX_TOKEN_FIELDS:
+            value = payload.get(name)
+            if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 10**7:
+                output = value
+                break
+    return price.cost(body_bytes // 4 + 1, output)
+
+
+class Budget:
+    """Admits billed calls against the limits and charges them, through a SpendStore.
+
+    The config is the caller's (the request's snapshot), never kept here, so a
+    reload between admit and settle cannot mix two budgets.
+    """
+
+    def __init__(self, store: SpendStore, on_alert: AlertHook) -> None:
         self.store = store
-        self.config = config  # swapped whole on reload
         self._on_alert = on_alert
         self._alerted: set[tuple[str, float]] = set()
         self._keys_cache: tuple[int, tuple[Limit, ...], list[str]] | None = None
 
-    def keys(self, now: float) -> list[str]:
+    def keys(self, config: BudgetConfig, now: float) -> list[str]:
         """Period keys of the configured limits at `now`, in limit order.
 
         Cached per whole second: every calendar boundary falls on one, and
         this runs several times per request.
         """
-        limits = self.config.limits
+        limits = config.limits
         second = int(now)
         cached = self._keys_cache
         if cached is not None and cached[0] == second and cached[1] is limits:
@@ -204,30 +215,38 @@ class Budget:
         self._keys_cache = (second, limits, keys)
         return keys
 
-    def exhausted(self, now: float) -> Exhausted | None:
-        """The first limit whose period spend has reached its maximum, if any."""
-        limits = self.config.limits
-        if not limits:
-            return None
-        for limit, key in zip(limits, self.keys(now), strict=True):
-            spent = self.store.spent(key)
-            if spent >= limit.max_usd:
-                return Exhausted(limit, key, spent)
-        return None
+    async def admit(
+        self, config: BudgetConfig, now: float, reserve_usd: float = 0.0
+    ) -> Hold | Exhausted:
+        """A Hold for the call, or the first limit already reached.
 
-    def charge(self, usd: float, now: float) -> None:
-        """Add `usd` to every limited period and raise each alert threshold once."""
-        config = self.config
-        if not config.limits or usd <= 0:
+        Raises StoreUnavailable when the store cannot tell (the caller fails closed).
+        """
+        limits = config.limits
+        if not limits:
+            return UNLIMITED
+        keys = self.keys(config, now)
+        verdict = await self.store.admit(keys, [limit.max_usd for limit in limits], reserve_usd)
+        if isinstance(verdict, Hold):
+            return verdict
+        return Exhausted(limits[verdict], keys[verdict], self.store.spent(keys[verdict]))
+
+    def settle(self, config: BudgetConfig, hold: Hold, usd: float) -> None:
+        """Charge `usd` to the hold's periods and raise each alert threshold once."""
+        if not hold.keys:
             return
-        keys = self.keys(now)
-        before = [self.store.spent(k) for k in keys]
-        # two limits of one period (say 5 and 10 USD a day) share a key: charge it once
-        self.store.add(dict.fromkeys(keys), usd)
-        for limit, key, spent_before in zip(config.limits, keys, before, strict=True):
-            spent_after = spent_before + usd
+        usd = max(usd, 0.0)
+        self.store.settle(hold, usd)
+        if usd == 0 or len(config.limits) != len(hold.keys):
+            return  # nothing spent, or the budget changed under the call: no alerts
+        for limit, key in zip(config.limits, hold.keys, strict=True):
+            spent_after = self.store.spent(key)
+            spent_before = spent_after - usd
             for threshold in config.alert_thresholds:
                 mark = threshold * limit.max_usd
-                if spent_after >= mark and (key, threshold) not in self._alerted:
+                if spent_before < mark <= spent_after and (key, threshold) not in self._alerted:
                     self._alerted.add((key, threshold))
                     self._on_alert(limit, key, threshold, spent_after)
+
+
+UNLIMITED: Final = Hold(())  # admitted with no limit to hold against

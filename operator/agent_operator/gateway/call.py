@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent_operator.gateway.spend import Hold
+    from agent_operator.gateway.state import Snapshot
 
 
 @dataclass(slots=True)
@@ -16,6 +20,7 @@ class Call:
     kind: str | None  # billed endpoint kind, None for pass-through
     body: bytes
     started: float
+    snapshot: Snapshot  # the reloadable state, captured once when the request arrived
     payload: dict[str, Any] | None = None
     model: str = ""
     stream: bool = False
@@ -23,5 +28,6 @@ class Call:
     downgraded_from: str | None = None
     retries: int = 0
     span: Any = None
+    hold: Hold | None = None  # the budget's permission, until the call is settled
     # extra log fields (tokens, cost, errors)
     fields: dict[str, Any] = field(default_factory=dict)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent_operator.sidecar import GatewayArgs, Listen, parse
+from agent_operator.sidecar import SERVICE_ACCOUNT_DIR, GatewayArgs, Listen, parse
 
 # Seconds between polls of the mounted files; tests shorten it.
 RELOAD_INTERVAL_ENV = "AGENT_GATEWAY_RELOAD_INTERVAL_SECONDS"
@@ -51,6 +51,11 @@ class Settings:
     header_timeout_seconds: float
     body_timeout_seconds: float
     reload_interval_seconds: float
+    spend_store: str = "memory"
+    agent_uid: str = ""
+    service_account_dir: Path = Path(SERVICE_ACCOUNT_DIR)
+    ledger_flush_seconds: float = 2.0
+    spend_journal_dir: Path | None = None
 
     @classmethod
     def from_args(cls, args: GatewayArgs, reload_interval_seconds: float = 1.0) -> Settings:
@@ -82,6 +87,11 @@ class Settings:
             header_timeout_seconds=args.header_timeout_seconds,
             body_timeout_seconds=args.body_timeout_seconds,
             reload_interval_seconds=max(0.05, reload_interval_seconds),
+            spend_store=args.spend_store,
+            agent_uid=args.agent_uid,
+            service_account_dir=args.service_account_dir,
+            ledger_flush_seconds=args.ledger_flush_seconds,
+            spend_journal_dir=args.spend_journal_dir,
         )
 
 

@@ -109,7 +109,7 @@ class Inbound:
         """401 unless a current (or unexpired previous) client key is presented."""
         if not self.auth_on:
             return None
-        keys = self.state.client_keys
+        keys = self.state.snapshot.client_keys  # the only reloadable thing inbound reads
         if keys is None:
             return json_error(503, "client keys not loaded yet", "not_ready")
         presented = presented_key(request.headers)

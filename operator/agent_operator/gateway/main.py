@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 
@@ -13,16 +14,25 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agent_operator.gateway.accounting import Accountant
-from agent_operator.gateway.budget import Budget, BudgetConfig, Limit
+from agent_operator.gateway.budget import Budget, Limit
 from agent_operator.gateway.config import Settings, parse_settings
 from agent_operator.gateway.guarding import Guard
 from agent_operator.gateway.inbound import Inbound
+from agent_operator.gateway.kubeapi import KubeAPI, KubeError, server_from_environment
+from agent_operator.gateway.ledger import Journal, KubernetesSpendStore
 from agent_operator.gateway.outbound import Outbound
 from agent_operator.gateway.server import serve
-from agent_operator.gateway.spend import InMemorySpendStore
+from agent_operator.gateway.spend import InMemorySpendStore, SpendStore
 from agent_operator.gateway.state import GatewayState, Reloader
 from agent_operator.gateway.telemetry import JsonLog, LibraryLogHandler, Metrics, Tracing
-from agent_operator.sidecar import HEALTHZ_PATH, METRICS_PATH, READYZ_PATH
+from agent_operator.sidecar import (
+    HEALTHZ_PATH,
+    METRICS_PATH,
+    POD_NAME_ENV,
+    POD_UID_ENV,
+    READYZ_PATH,
+    REDIS_URL_ENV,
+)
 
 
 class Admin:
@@ -46,6 +56,40 @@ class Admin:
                 headers={"Content-Type": CONTENT_TYPE_LATEST},
             )
         return web.Response(status=404, text="not found")
+
+
+def spend_store(settings: Settings, metrics: Metrics, log: JsonLog) -> SpendStore:
+    """The store --spend-store names; ValueError or KubeError when it cannot be set up."""
+    if settings.spend_store == "kubernetes":
+        pod_name, pod_uid = os.environ.get(POD_NAME_ENV, ""), os.environ.get(POD_UID_ENV, "")
+        if not pod_name or not pod_uid:
+            raise ValueError(f"{POD_NAME_ENV} and {POD_UID_ENV} must name the pod")
+        api = KubeAPI(server_from_environment(), settings.service_account_dir, settings.namespace)
+        journal_dir = settings.spend_journal_dir
+        return KubernetesSpendStore(
+            api,
+            agent=settings.agent,
+            agent_uid=settings.agent_uid,
+            pod_name=pod_name,
+            pod_uid=pod_uid,
+            flush_seconds=settings.ledger_flush_seconds,
+            metrics=metrics,
+            log=log,
+            journal=Journal(journal_dir) if journal_dir is not None else None,
+        )
+    if settings.spend_store == "redis":
+        from agent_operator.gateway.redis_store import RedisSpendStore
+
+        url = os.environ.get(REDIS_URL_ENV, "")
+        if not url:
+            raise ValueError(f"{REDIS_URL_ENV} must hold the Redis URL")
+        return RedisSpendStore(
+            url,
+            settings.namespace,
+            settings.agent,
+            on_error=lambda message: log.emit("error", "redis_failed", error=message),
+        )
+    return InMemorySpendStore()
 
 
 def _session(auto_decompress: bool) -> aiohttp.ClientSession:
@@ -77,7 +121,12 @@ async def run(settings: Settings) -> int:
             limit_usd=limit.max_usd,
         )
 
-    budget = Budget(InMemorySpendStore(), BudgetConfig(), on_alert)
+    try:
+        store = spend_store(settings, metrics, log)
+    except (KubeError, ValueError, OSError) as exc:
+        log.emit("error", "spend_store_unavailable", store=settings.spend_store, error=str(exc))
+        return 2
+    budget = Budget(store, on_alert)
     state = GatewayState(settings, budget)
     reloader = Reloader(state, metrics, log)
     reloader.poll()  # first load before listening; readiness reports the result
@@ -129,6 +178,7 @@ async def run(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     poller = asyncio.create_task(reloader.run(settings.reload_interval_seconds))
+    await store.start()
     try:
         await stop.wait()
     finally:
@@ -139,6 +189,7 @@ async def run(settings: Settings) -> int:
         # inbound first: stop taking callers, let in-flight calls finish outbound
         for runner in reversed(runners):
             await runner.cleanup()
+        await store.close()  # after the last call: its spend is written
         await upstream_session.close()
         await agent_session.close()
         if tracing is not None:

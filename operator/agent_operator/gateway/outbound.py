@@ -25,6 +25,7 @@ from yarl import URL
 
 from agent_operator.gateway.accounting import Accountant
 from agent_operator.gateway.bodies import BODY_ERRORS, BodyReader, body_refusal
+from agent_operator.gateway.budget import reservation_usd
 from agent_operator.gateway.call import Call
 from agent_operator.gateway.config import Settings
 from agent_operator.gateway.endpoints import (
@@ -44,6 +45,7 @@ from agent_operator.gateway.resilience import (
     UpstreamUnreachable,
     parse_retry_after,
 )
+from agent_operator.gateway.spend import Hold, StoreUnavailable
 from agent_operator.gateway.state import GatewayState
 from agent_operator.gateway.telemetry import JsonLog, Metrics
 from agent_operator.gateway.usage import SseTap, UsageMeter, content_chars
@@ -116,6 +118,8 @@ class Outbound:
         self.inflight = metrics.outbound_inflight
         self.allowed = settings.allow_unmetered
         self.bodies = BodyReader(OUTBOUND_BODY_LIMIT, settings.body_timeout_seconds)
+        # only a reserving store needs each call's maximum cost up front
+        self.reserving = settings.spend_store == "redis"
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         call = Call(
@@ -125,6 +129,7 @@ class Outbound:
             kind=None,
             body=b"",
             started=time.perf_counter(),
+            snapshot=self.state.snapshot,
         )
         status = 500
         self.inflight.inc()
@@ -132,7 +137,7 @@ class Outbound:
             refused = await self._admit(request, call)
             if refused is None:
                 self.accountant.begin(call)
-                refused = self._check_budget(call)
+                refused = await self._check_budget(call)
             if refused is not None:
                 status = refused.status
                 return refused
@@ -141,13 +146,14 @@ class Outbound:
             return response
         finally:
             self.inflight.dec()
+            self.accountant.release(call)  # a call that cost nothing frees its reservation
             self.accountant.finish(call, status)
 
     # ---------------------------------------------------------------- hops
 
     async def _admit(self, request: web.BaseRequest, call: Call) -> web.Response | None:
         """Budget loaded, path normalised and allowed, body read and parsed: or a refusal."""
-        if not self.state.budget_loaded:
+        if not call.snapshot.budget_loaded:
             # fail closed: a call that cannot be checked against the budget is not made
             return self._refuse(
                 call, 503, "budget not loaded: calls are refused until it is", "budget_unavailable"
@@ -228,15 +234,34 @@ class Outbound:
                 call.body = _dumps(payload).encode()
         return None
 
-    def _check_budget(self, call: Call) -> web.Response | None:
-        """429 naming the limit (reject), or a rewritten model (downgrade)."""
+    async def _check_budget(self, call: Call) -> web.Response | None:
+        """Admitted with a hold, or 429 naming the limit (reject), or a rewritten
+        model (downgrade); 503 when the spend store cannot tell (fail closed)."""
         if call.kind is None:
             return None
+        config = call.snapshot.budget
         budget = self.state.budget
-        exhausted = budget.exhausted(time.time())
-        if exhausted is None:
+        now = time.time()
+        reserve = (
+            reservation_usd(config, call.model, len(call.body), call.payload)
+            if self.reserving and config.limits
+            else 0.0
+        )
+        try:
+            verdict = await budget.admit(config, now, reserve)
+        except StoreUnavailable as exc:
+            self.metrics.budget_unavailable.inc()
+            call.fields["budget_error"] = str(exc)
+            return self._refuse(
+                call,
+                503,
+                "spend store unavailable: billed calls are refused until it answers",
+                "budget_unavailable",
+            )
+        if isinstance(verdict, Hold):
+            call.hold = verdict
             return None
-        config = budget.config
+        exhausted = verdict
         limit = exhausted.limit
         if config.on_exhausted == "downgrade" and config.downgrade_model and call.payload:
             self.metrics.budget_downgrades.labels(limit.period).inc()
@@ -244,6 +269,8 @@ class Outbound:
             call.model = config.downgrade_model
             call.payload["model"] = config.downgrade_model
             call.body = _dumps(call.payload).encode()
+            # past the limit on purpose: still charged, nothing reserved
+            call.hold = Hold(tuple(budget.keys(config, now)))
             return None
         self.metrics.budget_rejections.labels(limit.period).inc()
         call.fields["budget_limit"] = limit.period
@@ -264,7 +291,7 @@ class Outbound:
 
     async def _forward(self, request: web.BaseRequest, call: Call) -> web.StreamResponse:
         """Send with retries, then stream the answer back to the agent."""
-        key = self.state.upstream_key
+        key = call.snapshot.upstream_key
         if key is None:
             return json_error(
                 503, "upstream key not loaded yet", "not_ready", anthropic=self.anthropic

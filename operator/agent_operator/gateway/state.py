@@ -1,17 +1,21 @@
-"""Reloadable state: keys and budget from the mounted volumes, swapped whole.
+"""Reloadable state: keys and budget from the mounted volumes, one frozen snapshot.
 
-Each reload builds a new immutable object and assigns it in one step; a
-request reads the attribute once and uses that object to the end, so a swap
-never mixes old and new. A broken file keeps the last good version.
+A reload builds a new `Snapshot` (upstream key, client keys, budget config)
+and assigns it in one step; a request captures `state.snapshot` once, when
+it arrives, and uses that object to the end, so a swap never mixes old and
+new. A broken file keeps the last good version. The spend store (the ledger
+view) is the process's one `Budget`, read once at admission.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from agent_operator.gateway.budget import Budget, BudgetFileError, load_budget
+from agent_operator.gateway.budget import Budget, BudgetConfig, BudgetFileError, load_budget
 from agent_operator.gateway.config import Settings
 from agent_operator.gateway.keys import (
     ClientKeys,
@@ -32,21 +36,35 @@ from agent_operator.sidecar import (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything reloadable a request reads, as of one moment."""
+
+    upstream_key: UpstreamKey | None = None
+    client_keys: ClientKeys | None = None
+    budget: BudgetConfig = dataclasses.field(default_factory=BudgetConfig)
+    budget_loaded: bool = False  # False: billed calls are refused (fail closed)
+
+
 class GatewayState:
-    """What the request path reads; every attribute is replaced, never mutated."""
+    """What the request path reads: `snapshot` is replaced whole, never mutated."""
 
     def __init__(self, settings: Settings, budget: Budget) -> None:
         self.settings = settings
         self.budget = budget
-        self.upstream_key: UpstreamKey | None = None
-        self.client_keys: ClientKeys | None = None
-        self.budget_loaded = settings.budget_dir is None
+        self.snapshot = Snapshot(budget_loaded=settings.budget_dir is None)
 
     @property
     def ready(self) -> bool:
-        """Config and keys loaded (what /readyz reports)."""
-        keys_ok = self.settings.client_keys_dir is None or self.client_keys is not None
-        return self.upstream_key is not None and keys_ok and self.budget_loaded
+        """Config and keys loaded, spend already made known (what /readyz reports)."""
+        snap = self.snapshot
+        keys_ok = self.settings.client_keys_dir is None or snap.client_keys is not None
+        return (
+            snap.upstream_key is not None
+            and keys_ok
+            and snap.budget_loaded
+            and self.budget.store.ready
+        )
 
 
 class Reloader:
@@ -98,14 +116,16 @@ class Reloader:
         snapshot = load_secret(directory)
         if snapshot is None:
             return False
-        self.state.upstream_key = upstream_key_from(snapshot[0])
+        key = upstream_key_from(snapshot[0])
+        self.state.snapshot = dataclasses.replace(self.state.snapshot, upstream_key=key)
         return True
 
     def _load_client_keys(self, directory: Path) -> bool:
         snapshot = load_secret(directory)
         if snapshot is None:
             return False
-        self.state.client_keys = client_keys_from(snapshot[0])
+        keys = client_keys_from(snapshot[0])
+        self.state.snapshot = dataclasses.replace(self.state.snapshot, client_keys=keys)
         return True
 
     def _load_budget(self, directory: Path) -> bool:
@@ -113,8 +133,9 @@ class Reloader:
         if loaded is None:
             return False
         config = loaded[0]
-        self.state.budget.config = config
-        self.state.budget_loaded = True
+        self.state.snapshot = dataclasses.replace(
+            self.state.snapshot, budget=config, budget_loaded=True
+        )
         for limit in config.limits:
             self.metrics.budget_limit.labels(limit.period).set(limit.max_usd)
         return True

@@ -95,9 +95,25 @@ class Metrics:
             ["period", "threshold"],
             registry=r,
         )
+        self.budget_unavailable = Counter(
+            p + "budget_unavailable",
+            "Billed requests refused with 503: the spend store could not tell the spend.",
+            registry=r,
+        )
+        self.ledger_writes = Counter(
+            p + "ledger_writes",
+            "Writes of this pod's spend records to the shared ledger, by result.",
+            ["result"],
+            registry=r,
+        )
+        self.ledger_sync_age = Gauge(
+            p + "ledger_sync_age_seconds",
+            "Seconds since the shared ledger last answered (watch alive, list or write).",
+            registry=r,
+        )
         self.budget_spent = Gauge(
             p + "budget_spent_usd",
-            "Spend in the current period as seen by this pod, USD.",
+            "Spend in the current period by every replica as this pod knows it, USD.",
             ["period"],
             registry=r,
         )

@@ -11,16 +11,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent_operator.gateway.budget import (
+    DEFAULT_RESERVED_OUTPUT_TOKENS,
     Budget,
     BudgetConfig,
     BudgetFileError,
+    Exhausted,
     Limit,
     Price,
     budget_from_json,
     load_budget,
     period_key,
+    reservation_usd,
 )
-from agent_operator.gateway.spend import InMemorySpendStore
+from agent_operator.gateway.spend import Hold, InMemorySpendStore
 
 
 def ts(text: str) -> float:
@@ -130,36 +133,75 @@ def test_empty_document_has_no_limits() -> None:
     assert config.limits == () and config.on_exhausted == "reject"
 
 
-def test_exhaustion_names_the_first_limit_used_up() -> None:
-    budget = Budget(InMemorySpendStore(), parse(DOC), lambda *a: None)
+async def charge(budget: Budget, config: BudgetConfig, usd: float, now: float) -> None:
+    hold = await budget.admit(config, now)
+    assert isinstance(hold, Hold), hold
+    budget.settle(config, hold, usd)
+
+
+async def test_exhaustion_names_the_first_limit_used_up() -> None:
+    config = parse(DOC)
+    budget = Budget(InMemorySpendStore(), lambda *a: None)
     now = ts("2026-11-25T12:00:00")
-    assert budget.exhausted(now) is None
-    budget.charge(0.99, now)
-    assert budget.exhausted(now) is None
-    budget.charge(0.02, now)
-    hit = budget.exhausted(now)
-    assert hit is not None and hit.limit == Limit("day", 1.0)
+    await charge(budget, config, 0.99, now)
+    await charge(budget, config, 0.02, now)
+    hit = await budget.admit(config, now)
+    assert isinstance(hit, Exhausted) and hit.limit == Limit("day", 1.0)
     assert hit.period_key == "day:2026-11-25" and hit.spent_usd == pytest.approx(1.01)
-    # next day: the day limit resets, the month keeps counting
+    # next day (an injected clock): the day limit resets, the month keeps counting
     tomorrow = ts("2026-11-26T00:00:00")
-    assert budget.exhausted(tomorrow) is None
+    assert isinstance(await budget.admit(config, tomorrow), Hold)
     assert budget.store.spent("month:2026-11") == pytest.approx(1.01)
+    assert budget.store.spent("day:2026-11-26") == 0
 
 
-def test_alerts_fire_once_per_period_and_threshold() -> None:
+async def test_a_call_admitted_before_midnight_is_charged_to_its_own_day() -> None:
+    config = parse(DOC)
+    budget = Budget(InMemorySpendStore(), lambda *a: None)
+    hold = await budget.admit(config, ts("2026-11-25T23:59:59"))
+    assert isinstance(hold, Hold)
+    budget.settle(config, hold, 0.4)  # settled after midnight
+    assert budget.store.spent("day:2026-11-25") == pytest.approx(0.4)
+    assert budget.store.spent("day:2026-11-26") == 0
+
+
+async def test_no_limits_admits_without_a_store_call() -> None:
+    class Refusing(InMemorySpendStore):
+        async def admit(self, *args: object) -> Hold | int:
+            raise AssertionError("not asked")
+
+    budget = Budget(Refusing(), lambda *a: None)
+    hold = await budget.admit(BudgetConfig(), ts("2026-11-25T12:00:00"))
+    assert hold == Hold(())
+    budget.settle(BudgetConfig(), hold, 5.0)  # nothing to charge, nothing raised
+
+
+async def test_alerts_fire_once_per_period_and_threshold() -> None:
     alerts: list[tuple[str, float]] = []
+    config = parse(DOC)
     budget = Budget(
         InMemorySpendStore(),
-        parse(DOC),
         lambda limit, key, threshold, spent: alerts.append((key, threshold)),
     )
     now = ts("2026-11-25T12:00:00")
-    for _ in range(10):
-        budget.charge(0.1, now)
+    for _ in range(9):
+        await charge(budget, config, 0.1, now)
     assert alerts == [("day:2026-11-25", 0.5), ("day:2026-11-25", 0.8)]
-    budget.charge(0.5, ts("2026-11-26T00:00:01"))
+    await charge(budget, config, 0.5, ts("2026-11-26T00:00:01"))
     assert alerts[-1] == ("day:2026-11-26", 0.5)
-    assert ("month:2026-11", 0.5) not in alerts  # 1.5 of 10 USD
+    assert ("month:2026-11", 0.5) not in alerts  # 1.4 of 10 USD
+
+
+def test_reservation_uses_the_request_maximum_and_the_price() -> None:
+    config = BudgetConfig(prices={"m": Price(1.0, 10.0)})
+    capped = reservation_usd(config, "m", 4000, {"max_tokens": 100})
+    assert capped == pytest.approx((1001 * 1.0 + 100 * 10.0) / 1e6)
+    default = reservation_usd(config, "m", 0, {})
+    assert default == pytest.approx((1 + DEFAULT_RESERVED_OUTPUT_TOKENS * 10.0) / 1e6)
+    # absurd values are ignored, not trusted
+    assert reservation_usd(config, "m", 0, {"max_tokens": -5}) == default
+    assert reservation_usd(config, "m", 0, {"max_tokens": True}) == default
+    assert reservation_usd(config, "m", 0, {"max_tokens": 10**12}) == default
 
 
 def test_load_budget_from_volume(tmp_path: Path) -> None:
@@ -195,10 +237,10 @@ def test_wrong_types_are_budget_file_errors(doc: dict[str, object]) -> None:
         parse(doc)
 
 
-def test_two_limits_of_one_period_charge_the_period_once() -> None:
+async def test_two_limits_of_one_period_charge_the_period_once() -> None:
     config = BudgetConfig(limits=(Limit("day", 5.0), Limit("day", 10.0)))
     store = InMemorySpendStore()
-    budget = Budget(store, config, lambda *a: None)
+    budget = Budget(store, lambda *a: None)
     now = ts("2026-11-25T12:00:00")
-    budget.charge(1.0, now)
+    await charge(budget, config, 1.0, now)
     assert store.spent(period_key("day", now)) == 1.0  # was 2.0: charged once per limit

@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
-from agent_operator.gateway.budget import Budget, BudgetConfig
+from agent_operator.gateway.budget import Budget
 from agent_operator.gateway.config import parse_settings
 from agent_operator.gateway.guarding import Guard
 from agent_operator.gateway.inbound import Inbound
@@ -54,7 +54,7 @@ async def test_cancelled_stream_closes_the_agent_response(tmp_path: Path) -> Non
     settings = parse_settings(
         ["--provider", "openai", "--upstream-url", "http://x", "--credentials-dir", str(tmp_path)]
     )
-    state = GatewayState(settings, Budget(InMemorySpendStore(), BudgetConfig(), lambda *a: None))
+    state = GatewayState(settings, Budget(InMemorySpendStore(), lambda *a: None))
     upstream = _Upstream()
     inbound = Inbound(
         settings,
@@ -94,7 +94,7 @@ async def test_large_bodies_are_scanned_off_the_event_loop(
     settings = parse_settings(
         ["--provider", "openai", "--upstream-url", "http://x", "--credentials-dir", str(tmp_path)]
     )
-    state = GatewayState(settings, Budget(InMemorySpendStore(), BudgetConfig(), lambda *a: None))
+    state = GatewayState(settings, Budget(InMemorySpendStore(), lambda *a: None))
     inbound = Inbound(
         settings,
         state,

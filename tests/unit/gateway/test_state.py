@@ -4,7 +4,7 @@ import io
 import json
 from pathlib import Path
 
-from agent_operator.gateway.budget import Budget, BudgetConfig
+from agent_operator.gateway.budget import Budget
 from agent_operator.gateway.config import parse_settings
 from agent_operator.gateway.spend import InMemorySpendStore
 from agent_operator.gateway.state import GatewayState, Reloader
@@ -25,9 +25,7 @@ def make(tmp: Path, with_client_keys: bool = True) -> tuple[GatewayState, Reload
     ]
     if with_client_keys:
         args += ["--client-keys-dir", str(tmp / "clients")]
-    state = GatewayState(
-        parse_settings(args), Budget(InMemorySpendStore(), BudgetConfig(), lambda *a: None)
-    )
+    state = GatewayState(parse_settings(args), Budget(InMemorySpendStore(), lambda *a: None))
     out = io.StringIO()
     return state, Reloader(state, Metrics(), JsonLog(out)), out
 
@@ -43,10 +41,10 @@ def test_not_ready_until_everything_loaded(tmp_path: Path) -> None:
     KubeVolume(tmp_path / "clients", secret_files("c-1"))
     reloader.poll()
     assert state.ready
-    assert state.upstream_key is not None and state.upstream_key.value == "sk-1"
+    assert state.snapshot.upstream_key is not None and state.snapshot.upstream_key.value == "sk-1"
     creds.update(secret_files("sk-2", "sk-1", "2999-01-01T00:00:00Z"))
     reloader.poll()
-    assert state.upstream_key.value == "sk-2"
+    assert state.snapshot.upstream_key.value == "sk-2"
     assert "sk-1" not in out.getvalue() and "sk-2" not in out.getvalue()
 
 
@@ -65,8 +63,8 @@ def test_broken_update_keeps_last_good_and_unchanged_files_are_not_reread(tmp_pa
     creds.update({"current": ""})
     budget.update({"budget.json": "[]"})
     reloader.poll()
-    assert state.upstream_key is not None and state.upstream_key.value == "sk-1"
-    assert state.budget.config.limits[0].max_usd == 5
+    assert state.snapshot.upstream_key is not None and state.snapshot.upstream_key.value == "sk-1"
+    assert state.snapshot.budget.limits[0].max_usd == 5
     assert out.getvalue().count('"event":"reload_failed"') == 2
     reloader.poll()  # the broken version is not retried on every poll
     assert out.getvalue().count('"event":"reload_failed"') == 2
@@ -82,7 +80,7 @@ def test_wrong_typed_budget_is_a_reload_failure_not_a_crash(tmp_path: Path) -> N
     reloader.poll()
     budget.update({"budget.json": json.dumps({"limits": [{"period": "day", "maxUSD": "x"}]})})
     reloader.poll()  # raised ValueError before, which ended the watcher task
-    assert state.budget.config.limits[0].max_usd == 5
+    assert state.snapshot.budget.limits[0].max_usd == 5
     assert out.getvalue().count('"event":"reload_failed"') == 1
 
 
@@ -120,15 +118,17 @@ def test_a_hostile_staged_client_key_keeps_the_last_good_keys(tmp_path: Path) ->
     KubeVolume(tmp_path / "budget", {"budget.json": json.dumps({"limits": []})})
     clients = KubeVolume(tmp_path / "clients", {"current": "c-1", "next": "c-2"})
     reloader.poll()
-    assert state.client_keys is not None and state.client_keys.verify("c-2", 0)
+    assert state.snapshot.client_keys is not None and state.snapshot.client_keys.verify("c-2", 0)
     clients.update({"current": "c-1", "next": "x"})
     # a Secret value is bytes: anything can be there
     ((tmp_path / "clients" / "..data").resolve() / "next").write_bytes(b"\xff\xfe not UTF-8")
     reloader.poll()
     assert out.getvalue().count('"event":"reload_failed"') == 1
-    assert state.client_keys.verify("c-1", 0) and state.client_keys.verify("c-2", 0)
+    keys = state.snapshot.client_keys
+    assert keys.verify("c-1", 0) and keys.verify("c-2", 0)
     huge = "k" * (1 << 20)
     clients.update({"current": "c-1", "next": huge})
     reloader.poll()
-    assert state.client_keys.verify(huge, 0) and state.client_keys.verify("c-1", 0)
+    keys = state.snapshot.client_keys
+    assert keys is not None and keys.verify(huge, 0) and keys.verify("c-1", 0)
     assert huge[:32] not in out.getvalue() and "c-1" not in out.getvalue()
