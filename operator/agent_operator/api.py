@@ -393,6 +393,21 @@ class Limit(_Model):
 Threshold = Annotated[float, Field(gt=0, le=1)]
 
 
+class RedisURLRef(SecretKeyRef):
+    """A key of a Secret in the AgentDeployment's namespace holding a Redis URL."""
+
+    key: str = Field("url", max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+    """Key inside the Secret."""
+
+
+class RedisStore(_Model):
+    """The Redis server that holds the shared spend (store redis)."""
+
+    url_secret_ref: RedisURLRef = Field(alias="urlSecretRef")
+    """Secret key holding a redis:// or rediss:// URL, password included; only
+    the gateway container gets it (as an environment variable)."""
+
+
 def _ascending(values: list[float]) -> bool:
     return all(a < b for a, b in itertools.pairwise(values))
 
@@ -420,6 +435,12 @@ class Budget(_Model):
             f"model names must be 1 to {MAX_MODEL_NAME_LENGTH} characters long",
             lambda s: all(1 <= len(m) <= MAX_MODEL_NAME_LENGTH for m in s.prices),
             ".prices",
+        ),
+        Rule(
+            "self.store != 'redis' || has(self.redis)",
+            "is required when store is redis",
+            lambda s: s.store != "redis" or s.redis is not None,
+            ".redis",
         ),
     )
     limits: list[Limit] = Field(
@@ -451,6 +472,12 @@ class Budget(_Model):
     )
     """Charged for a model in neither table; default input 15, output 60
     (expensive on purpose, so unpriced models exhaust a budget early)."""
+    store: Literal["kubernetes", "redis"] = "kubernetes"
+    """Where the replicas share their spend: kubernetes (SpendRecords on the API
+    server; the default, nothing else to run) or redis (strict enforcement at
+    high request rates); see docs/budget.md."""
+    redis: RedisStore | None = None
+    """The Redis server; required when store is redis."""
 
     @field_validator("limits")
     @classmethod
@@ -710,7 +737,7 @@ class Condition(_Status):
     """A metav1.Condition."""
 
     type: str
-    """Condition type, e.g. Ready, CredentialsReady, BudgetOK."""
+    """Condition type: Ready, Progressing, Degraded, CredentialsReady, BudgetAvailable."""
     status: Literal["True", "False", "Unknown"]
     """True, False or Unknown."""
     reason: str = ""

@@ -21,6 +21,8 @@ LABELS = {
     "app.kubernetes.io/managed-by": "agent-operator",
     "agents.dev/agent": "{name}",
 }
+# The gateway's identity, before the Deployment whose pods run as it.
+IDENTITY = ["ServiceAccount", "Role", "RoleBinding"]
 
 
 def load(example: str, **spec: Any) -> AgentDeployment:
@@ -42,14 +44,22 @@ def containers(agd: AgentDeployment) -> dict[str, dict[str, Any]]:
 @pytest.mark.parametrize(
     ("example", "kinds"),
     [
-        ("minimal", ["ConfigMap", "Secret", "Deployment", "Service"]),
+        ("minimal", ["ConfigMap", "Secret", *IDENTITY, "Deployment", "Service"]),
         (
             "autoscaled-with-budget",
-            ["ConfigMap", "Secret", "Deployment", "Service", "HorizontalPodAutoscaler"],
+            ["ConfigMap", "Secret", *IDENTITY, "Deployment", "Service", "HorizontalPodAutoscaler"],
         ),
         (
             "full",
-            ["ConfigMap", "Secret", "Secret", "Deployment", "Service", "HorizontalPodAutoscaler"],
+            [
+                "ConfigMap",
+                "Secret",
+                "Secret",
+                *IDENTITY,
+                "Deployment",
+                "Service",
+                "HorizontalPodAutoscaler",
+            ],
         ),
     ],
 )
@@ -65,6 +75,9 @@ def test_child_names() -> None:
         "research-agent-budget",
         "research-agent-credentials",
         "research-agent-client-keys",
+        "research-agent-gateway",
+        "research-agent-gateway",
+        "research-agent-gateway",
         "research-agent",
         "research-agent",
         "research-agent",
@@ -146,11 +159,15 @@ def test_only_the_gateway_mounts_keys_and_budget_as_whole_volumes() -> None:
         "credentials": "/var/run/agents.dev/credentials",
         "client-keys": "/var/run/agents.dev/client-keys",
         "budget": "/var/run/agents.dev/budget",
+        "gateway-token": "/var/run/secrets/kubernetes.io/serviceaccount",
+        "spend-journal": "/var/run/agents.dev/spend-journal",
         "gateway-tmp": "/tmp",
     }
     assert all("subPath" not in m and "subPathExpr" not in m for m in mounts.values())
-    assert all(mounts[n]["readOnly"] for n in ("credentials", "client-keys", "budget"))
-    assert "env" not in gateway and "envFrom" not in gateway
+    assert all(
+        mounts[n]["readOnly"] for n in ("credentials", "client-keys", "budget", "gateway-token")
+    )
+    assert "envFrom" not in gateway
 
 
 def test_volumes() -> None:
@@ -195,6 +212,9 @@ def test_gateway_command_is_the_documented_one() -> None:
         "--prompt-guard-extra-pattern", "(?i)reveal your system prompt",
         "--max-request-body-bytes", "4194304",
         "--allow-unmetered", "completions",
+        "--spend-store", "kubernetes",
+        "--agent-uid", "0b5e3a52-1f44-4c1e-9a57-3d1b2f9e8c11",
+        "--spend-journal-dir", "/var/run/agents.dev/spend-journal",
         "--otlp-endpoint", "http://otel-collector.observability:4318",
         "--agent", "research-agent",
         "--namespace", "team-a",
@@ -223,12 +243,17 @@ def test_gateway_command_follows_the_spec() -> None:
     assert flags["--prompt-guard"] == "flag"
     assert "--otlp-endpoint" not in command
     # A pattern that looks like an option is passed as --flag=value.
-    assert command[-9:-6] == [
+    assert command[-15:-12] == [
         "--prompt-guard-extra-pattern",
         "a+",
         "--prompt-guard-extra-pattern=-{3,}",
     ]
-    assert command[-6:-4] == ["--max-request-body-bytes", "4194304"]
+    assert command[-12:-10] == ["--max-request-body-bytes", "4194304"]
+    assert command[-10:-4] == [
+        "--spend-store", "memory",
+        "--agent-uid", "0b5e3a52-1f44-4c1e-9a57-3d1b2f9e8c11",
+        "--spend-journal-dir", "/var/run/agents.dev/spend-journal",
+    ]  # fmt: skip
     assert command[-4:] == ["--agent", "hello-agent", "--namespace", "team-a"]
 
 
@@ -263,7 +288,8 @@ def test_restricted_security_on_both_containers(name: str) -> None:
         "seccompProfile": {"type": "RuntimeDefault"},
     }
     assert "hostNetwork" not in pod
-    assert pod["automountServiceAccountToken"] is False  # no API credential in the pod
+    # no automatic token: only the gateway mounts one (test_builders_rbac.py)
+    assert pod["automountServiceAccountToken"] is False
 
 
 def test_probes() -> None:
@@ -411,7 +437,9 @@ def test_builders_are_pure() -> None:
     agd = load("full")
     before = agd.model_dump()
     first = desired_children(agd)
-    first[3]["spec"]["template"]["spec"]["containers"][0]["env"].clear()
+    by_kind(first)["Deployment/research-agent"]["spec"]["template"]["spec"]["containers"][0][
+        "env"
+    ].clear()
     assert desired_children(agd) != first
     assert agd.model_dump() == before
 

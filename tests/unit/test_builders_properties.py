@@ -124,6 +124,11 @@ def budgets(draw: st.DrawFn) -> dict[str, Any]:
     )
     if draw(st.booleans()):
         budget["unknownModelPrice"] = {"input": draw(money), "output": draw(money)}
+    if draw(st.booleans()):
+        budget["store"] = draw(st.sampled_from(["kubernetes", "redis"]))
+    if budget.get("store") == "redis" or draw(st.booleans()):
+        ref = {"name": draw(names)} | draw(st.sampled_from([{}, {"key": "redis-url"}]))
+        budget["redis"] = {"urlSecretRef": ref}
     return budget
 
 
@@ -236,7 +241,9 @@ def test_names_labels_and_ownership(manifest: dict[str, Any]) -> None:
             pod = spec["template"]["spec"]
             agent, gateway = pod["containers"]
             assert (agent["name"], gateway["name"]) == ("agent", "gateway")
+            # the agent mounts no token, only its /tmp
             assert [m["name"] for m in agent["volumeMounts"]] == ["agent-tmp"]
+            assert pod["serviceAccountName"] == f"{agd.name}-gateway"
             gateway_mounts = {m["name"] for m in gateway["volumeMounts"]}
             assert "agent-tmp" not in gateway_mounts  # no writable volume is shared
             assert pod["automountServiceAccountToken"] is False

@@ -122,7 +122,7 @@ def test_validation_rules_sit_where_the_field_is_named() -> None:
     assert by_path[".autoscaling"] == [".maxReplicas"]
     assert by_path[".credentials.issuer"] == [".secretRef", ".projectID"]
     assert by_path[".credentials.rotation"] == [".every", ".gracePeriod", ".gracePeriod"]
-    assert by_path[".budget"] == [".downgradeModel", ".alertThresholds", ".prices"]
+    assert by_path[".budget"] == [".downgradeModel", ".alertThresholds", ".prices", ".redis"]
     assert by_path[".model"] == [".baseURL"]
     # each pattern on its own, so the server names the bad item: extraPatterns[1]
     assert by_path[".gateway.promptGuard.extraPatterns[]"] == [""]

@@ -36,7 +36,15 @@ def test_yaml_stream(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "-f", str(MINIMAL))
     assert (code, err) == (0, "")
     docs = list(yaml.safe_load_all(out))
-    assert [d["kind"] for d in docs] == ["ConfigMap", "Secret", "Deployment", "Service"]
+    assert [d["kind"] for d in docs] == [
+        "ConfigMap",
+        "Secret",
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "Deployment",
+        "Service",
+    ]
     assert {d["metadata"]["namespace"] for d in docs} == {"default"}
 
 
@@ -146,4 +154,4 @@ def test_console_script_from_stdin_without_traceback() -> None:
     assert ok.returncode == 0
     children = list(yaml.safe_load_all(ok.stdout))
     assert AgentDeployment.from_body(yaml.safe_load(MINIMAL.read_text())).name == "hello-agent"
-    assert len(children) == 4
+    assert len(children) == 7

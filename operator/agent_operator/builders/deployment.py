@@ -2,9 +2,12 @@
 
 Only the gateway mounts key material and the budget, as whole volumes (no
 subPath) so Kubernetes swaps the files in place and nothing restarts. The
-two containers share no writable volume and the pod gets no service-account
-token. The gateway's configuration is its command line, which is part of the
-pod template already: a change rolls the pods without a config-hash annotation.
+two containers share no writable volume. The pod runs as ServiceAccount
+X-gateway (builders/rbac.py) without the automatic token: only the gateway
+container gets a projected, expiring token of that identity, for the spend
+ledger; the agent container holds no Kubernetes API credential. The
+gateway's configuration is its command line, which is part of the pod
+template already: a change rolls the pods without a config-hash annotation.
 Ports, volume names, mount paths and the flags are the sidecar contract
 (`agent_operator.sidecar`), shared with the gateway.
 """
@@ -24,6 +27,7 @@ from agent_operator.builders.labels import (
     selector,
 )
 from agent_operator.builders.options import BuildOptions
+from agent_operator.ledger import gateway_identity
 from agent_operator.sidecar import (
     ADMIN_PORT,
     BUDGET_DIR,
@@ -37,8 +41,17 @@ from agent_operator.sidecar import (
     INBOUND_PORT,
     METRICS_PATH,
     OUTBOUND_PORT,
+    POD_NAME_ENV,
+    POD_UID_ENV,
     READYZ_PATH,
+    REDIS_URL_ENV,
+    SERVICE_ACCOUNT_DIR,
+    SERVICE_ACCOUNT_VOLUME,
+    SPEND_JOURNAL_DIR,
+    SPEND_JOURNAL_VOLUME,
+    TOKEN_EXPIRATION_SECONDS,
     GatewayArgs,
+    SpendStoreKind,
 )
 
 KEY_PLACEHOLDER: Final = "injected-by-gateway"
@@ -58,6 +71,16 @@ DEFAULT_GATEWAY_RESOURCES: Final[dict[str, Any]] = {
     "requests": {"cpu": "50m", "memory": "64Mi"},
     "limits": {"memory": "256Mi"},
 }
+
+
+def spend_store(agd: AgentDeployment) -> SpendStoreKind:
+    """Where the gateway keeps spend: spec.budget.store, or memory without a limit to share."""
+    budget = agd.spec.budget
+    if budget is not None and budget.store == "redis":
+        return "redis"
+    if budget is not None and budget.limits:
+        return "kubernetes"
+    return "memory"
 
 
 def gateway_args(agd: AgentDeployment) -> GatewayArgs:
@@ -82,6 +105,10 @@ def gateway_args(agd: AgentDeployment) -> GatewayArgs:
         prompt_guard_extra_patterns=tuple(gw.prompt_guard.extra_patterns),
         max_request_body_bytes=gw.max_request_body_bytes,
         allow_unmetered=frozenset(gw.allow_unmetered_endpoints),
+        spend_store=spend_store(agd),
+        agent_uid=agd.metadata.uid,
+        service_account_dir=Path(SERVICE_ACCOUNT_DIR),
+        spend_journal_dir=Path(SPEND_JOURNAL_DIR),
         otlp_endpoint=spec.telemetry.otlp_endpoint or None,
         agent=agd.name,
         namespace=agd.namespace,
@@ -164,13 +191,34 @@ def agent_container(agd: AgentDeployment) -> dict[str, Any]:
     return container
 
 
+def gateway_env(agd: AgentDeployment) -> list[dict[str, Any]]:
+    """The pod's name and uid (its spend records carry them); the Redis URL for store redis."""
+    env: list[dict[str, Any]] = [
+        {"name": POD_NAME_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": POD_UID_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
+    ]
+    budget = agd.spec.budget
+    if budget is not None and budget.store == "redis" and budget.redis is not None:
+        ref = budget.redis.url_secret_ref
+        # env, not argv: the URL carries a password, and argv is readable in /proc
+        env.append(
+            {
+                "name": REDIS_URL_ENV,
+                "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}},
+            }
+        )
+    return env
+
+
 def gateway_container(agd: AgentDeployment, options: BuildOptions) -> dict[str, Any]:
-    """The sidecar: the only container that mounts keys and the budget."""
+    """The sidecar: the only container that mounts keys, the budget and an API token."""
     mounts = [{"name": CREDENTIALS_VOLUME, "mountPath": CREDENTIALS_DIR, "readOnly": True}]
     if agd.spec.client_auth.enabled:
         mounts.append({"name": CLIENT_KEYS_VOLUME, "mountPath": CLIENT_KEYS_DIR, "readOnly": True})
     mounts += [
         {"name": BUDGET_VOLUME, "mountPath": BUDGET_DIR, "readOnly": True},
+        {"name": SERVICE_ACCOUNT_VOLUME, "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": True},
+        {"name": SPEND_JOURNAL_VOLUME, "mountPath": SPEND_JOURNAL_DIR},
         {"name": GATEWAY_TMP, "mountPath": "/tmp"},
     ]
     return {
@@ -178,6 +226,7 @@ def gateway_container(agd: AgentDeployment, options: BuildOptions) -> dict[str, 
         "image": options.gateway_image,
         "imagePullPolicy": options.gateway_image_pull_policy,
         "command": gateway_command(agd),
+        "env": gateway_env(agd),
         "ports": [
             {"name": "http", "containerPort": INBOUND_PORT, "protocol": "TCP"},
             {"name": "admin", "containerPort": ADMIN_PORT, "protocol": "TCP"},
@@ -190,6 +239,42 @@ def gateway_container(agd: AgentDeployment, options: BuildOptions) -> dict[str, 
     }
 
 
+def service_account_volume() -> dict[str, Any]:
+    """What the kubelet would automount (token, ca.crt, namespace), as a volume of
+    our own so that only the gateway container mounts it."""
+    return {
+        "name": SERVICE_ACCOUNT_VOLUME,
+        "projected": {
+            "sources": [
+                # Bound to the pod (the admission policy reads the pod's uid
+                # from it) and rotated by the kubelet before it expires.
+                {
+                    "serviceAccountToken": {
+                        "path": "token",
+                        "expirationSeconds": TOKEN_EXPIRATION_SECONDS,
+                    }
+                },
+                {
+                    "configMap": {
+                        "name": "kube-root-ca.crt",
+                        "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                    }
+                },
+                {
+                    "downwardAPI": {
+                        "items": [
+                            {
+                                "path": "namespace",
+                                "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"},
+                            }
+                        ]
+                    }
+                },
+            ]
+        },
+    }
+
+
 def volumes(agd: AgentDeployment) -> list[dict[str, Any]]:
     """Pod volumes named as docs/architecture.md fixes them."""
     result: list[dict[str, Any]] = [
@@ -199,10 +284,13 @@ def volumes(agd: AgentDeployment) -> list[dict[str, Any]]:
         result.append({"name": CLIENT_KEYS_VOLUME, "secret": {"secretName": client_keys_name(agd)}})
     result += [
         {"name": BUDGET_VOLUME, "configMap": {"name": budget_name(agd)}},
+        service_account_volume(),
         # One each: a shared writable volume would let the agent plant files
         # the gateway reads (or the reverse).
         {"name": AGENT_TMP, "emptyDir": {}},
         {"name": GATEWAY_TMP, "emptyDir": {}},
+        # the gateway's spend not yet in the ledger: outlives a container restart
+        {"name": SPEND_JOURNAL_VOLUME, "emptyDir": {}},
     ]
     return result
 
@@ -229,8 +317,9 @@ def deployment(agd: AgentDeployment, options: BuildOptions) -> dict[str, Any]:
                     },
                 },
                 "spec": {
-                    # Neither container calls the Kubernetes API with the pod's
-                    # identity; a mounted token would only be a credential to steal.
+                    "serviceAccountName": gateway_identity(agd.name),
+                    # The automatic token would reach the agent container too;
+                    # the gateway mounts its own (service_account_volume).
                     "automountServiceAccountToken": False,
                     # The agent needs no service-discovery variables; they only
                     # grow its environment with every Service in the namespace.

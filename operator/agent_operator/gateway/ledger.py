@@ -52,19 +52,23 @@ _RETRY_MAX_SECONDS: Final = 10.0
 _ERROR_LOG_EVERY_SECONDS: Final = 60.0
 _CLOSE_WAIT_SECONDS: Final = 5.0
 JOURNAL_FILE: Final = "unwritten"
-_JOURNAL_MAX_BYTES: Final = 1024 * 1024  # a journal is truncated at every write
+_JOURNAL_COMPACT_BYTES: Final = 64 * 1024
+_JOURNAL_MAX_BYTES: Final = 1024 * 1024
 
 
 class Journal:
     """Append-only `<period key> <cumulative USD>` lines; the last line of a key wins.
 
     A plain write(2) per charge: in the page cache it survives the process
-    (kill -9, OOM kill), which is all a container restart needs.
+    (kill -9, OOM kill), which is all a container restart needs. Truncated
+    when the ledger holds everything; compacted (rewritten whole, then
+    renamed over) if it grows while the API is away.
     """
 
     def __init__(self, directory: Path) -> None:
         self.path = directory / JOURNAL_FILE
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        self._size = os.fstat(self._fd).st_size
 
     def read(self) -> dict[str, float]:
         """Cumulative spend per period key as last journaled (malformed lines skipped)."""
@@ -80,14 +84,32 @@ class Journal:
                     values[key] = value
         return values
 
-    def append(self, key: str, value: float) -> None:
-        os.write(self._fd, f"{key} {value!r}\n".encode())
+    def append(self, key: str, value: float, everything: dict[str, float]) -> None:
+        """Record `key`'s new total; `everything` (all totals) is what compaction keeps."""
+        if self._size > _JOURNAL_COMPACT_BYTES:
+            self._rewrite(everything)
+            return
+        self._size += os.write(self._fd, f"{key} {value!r}\n".encode())
 
     def truncate(self) -> None:
         os.ftruncate(self._fd, 0)
+        self._size = 0
 
     def close(self) -> None:
         os.close(self._fd)
+
+    def _rewrite(self, values: dict[str, float]) -> None:
+        fresh = self.path.with_name(self.path.name + ".new")
+        text = "".join(f"{k} {v!r}\n" for k, v in values.items()).encode()
+        fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, text)
+        finally:
+            os.close(fd)
+        os.replace(fresh, self.path)  # atomic: the old file or the new one, never neither
+        os.close(self._fd)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+        self._size = len(text)
 
 
 class KubernetesSpendStore:
@@ -163,7 +185,7 @@ class KubernetesSpendStore:
         for key in dict.fromkeys(hold.keys):  # two limits of one period share a key
             self._own[key] = value = self._own.get(key, 0.0) + usd
             if self.journal is not None:
-                self.journal.append(key, value)
+                self.journal.append(key, value, self._own)
         if self._unwritten_since is None:
             self._unwritten_since = self.clock()
 
@@ -202,6 +224,7 @@ class KubernetesSpendStore:
                 self._hear()
                 pause = 1.0
                 while True:
+                    opened = self.clock()
                     async for kind, obj in self.api.watch_records(
                         self.selector, version, WATCH_SECONDS
                     ):
@@ -210,9 +233,11 @@ class KubernetesSpendStore:
                         if kind != "BOOKMARK":
                             self._apply(kind, obj)
                     self._hear()  # closed by the server on time: alive
+                    if self.clock() - opened < 1.0:
+                        await asyncio.sleep(1.0)  # closed at once: do not spin
             except Gone:
                 continue  # too old to resume: list again at once
-            except KubeError as exc:
+            except Exception as exc:  # the API's trouble or a malformed answer: retry
                 self._error("ledger_read_failed", exc)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, _RETRY_MAX_SECONDS)
@@ -232,9 +257,9 @@ class KubernetesSpendStore:
                     key = spec.period_key
                     self._own[key] = max(self._own.get(key, 0.0), spec.spent_usd)
                     self._written[key] = spec.spent_usd
-                    self._versions[key] = str(obj["metadata"].get("resourceVersion", ""))
+                    self._versions[key] = _version(obj)
                 continue
-            records[str(obj["metadata"]["name"])] = spec
+            records[str((obj.get("metadata") or {}).get("name", ""))] = spec
         self._records = records
         self._others = totals(records.values(), self.agent)
         self._loaded = True
@@ -276,7 +301,11 @@ class KubernetesSpendStore:
                 (v - self._written.get(k, 0.0) for k, v in self._own.items()), default=0.0
             )
             if unwritten >= self._delta or now - self._unwritten_since >= self.flush_seconds:
-                await self._flush()
+                try:
+                    await self._flush()
+                except Exception as exc:  # a malformed answer must not end the writer
+                    self._write_failures += 1
+                    self._error("ledger_write_failed", exc)
 
     async def _flush(self) -> None:
         self._last_write = self.clock()
@@ -333,7 +362,7 @@ class KubernetesSpendStore:
                         self._versions.pop(key, None)
                         continue
                     answer = replaced
-                self._versions[key] = str(answer["metadata"].get("resourceVersion", ""))
+                self._versions[key] = _version(answer)
                 self._written[key] = value
                 self.writes += 1
                 self.metrics.ledger_writes.labels("ok").inc()
@@ -354,10 +383,18 @@ class KubernetesSpendStore:
         spec = parse_record(found)
         if spec is not None:  # never write less than the record holds: spend only grows
             self._own[key] = max(self._own.get(key, 0.0), spec.spent_usd)
-        self._versions[key] = str(found["metadata"].get("resourceVersion", ""))
+        self._versions[key] = _version(found)
 
-    def _error(self, event: str, exc: KubeError) -> None:
+    def _error(self, event: str, exc: Exception) -> None:
+        """Log at most once a minute per kind; the API's reason, never a body or a token."""
         now = self.clock()
         if now - self._logged.get(event, -math.inf) >= _ERROR_LOG_EVERY_SECONDS:
             self._logged[event] = now
-            self.log.emit("error", event, status=exc.status, reason=exc.reason)
+            if isinstance(exc, KubeError):
+                self.log.emit("error", event, status=exc.status, reason=exc.reason)
+            else:
+                self.log.emit("error", event, error=type(exc).__name__)
+
+
+def _version(body: dict[str, Any]) -> str:
+    return str((body.get("metadata") or {}).get("resourceVersion", ""))

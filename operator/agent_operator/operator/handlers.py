@@ -37,6 +37,9 @@ CHILD_RESOURCES: Final = (
     ("", "v1", "services"),
     ("autoscaling", "v2", "horizontalpodautoscalers"),
     ("", "v1", "configmaps"),
+    ("", "v1", "serviceaccounts"),
+    ("rbac.authorization.k8s.io", "v1", "roles"),
+    ("rbac.authorization.k8s.io", "v1", "rolebindings"),
     ("", "v1", "secrets"),  # last: see SERVER_FILTERED
 )
 # Secrets are watched without a server-side label selector: one watch serves our

@@ -15,6 +15,7 @@ from typing import Any, Final
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from agent_operator import ledger
 from agent_operator.api import GROUP, PLURAL, VERSION
 
 FIELD_MANAGER: Final = "agent-operator"
@@ -48,10 +49,16 @@ KINDS: Final = {
         Kind("v1", "Service", "services"),
         Kind("apps/v1", "Deployment", "deployments"),
         Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
+        Kind("v1", "ServiceAccount", "serviceaccounts"),
+        Kind("rbac.authorization.k8s.io/v1", "Role", "roles"),
+        Kind("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings"),
         Kind("v1", "Event", "events"),
         AGENT_DEPLOYMENT,
     )
 }
+# The spend ledger's records, and the pods whose records they may be (operator/spendledger.py).
+SPEND_RECORD: Final = Kind(ledger.RECORD_API_VERSION, ledger.RECORD_KIND, ledger.RECORD_PLURAL)
+KINDS.update({k.kind: k for k in (Kind("v1", "Pod", "pods"), SPEND_RECORD)})
 
 
 def status_message(err: ApiException) -> str:
@@ -162,9 +169,44 @@ class Kube:
         assert result is not None
         return result
 
-    def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
-        """Merge-patch the status subresource of an AgentDeployment."""
-        self._call(
+    def list_objects(
+        self, kind: str, namespace: str, selector: str = ""
+    ) -> list[dict[str, Any]]:
+        """The items of one namespace's `kind`, filtered by a label selector ("" for all)."""
+        result = self._call("GET", KINDS[kind].path(namespace), {"labelSelector": selector})
+        items: list[dict[str, Any]] = (result or {}).get("items") or []
+        return items
+
+    def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Create an object; 409 AlreadyExists raises."""
+        meta = body["metadata"]
+        result = self._call(
+            "POST",
+            KINDS[body["kind"]].path(meta["namespace"]),
+            body=dict(body),
+            content_type="application/json",
+        )
+        assert result is not None
+        return result
+
+    def replace(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Replace an object (PUT); with metadata.resourceVersion set, a concurrent write
+        since that version fails with 409 Conflict."""
+        meta = body["metadata"]
+        result = self._call(
+            "PUT",
+            KINDS[body["kind"]].path(meta["namespace"], meta["name"]),
+            body=dict(body),
+            content_type="application/json",
+        )
+        assert result is not None
+        return result
+
+    def patch_status(
+        self, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """Merge-patch the status subresource of an AgentDeployment; the object after it."""
+        return self._call(
             "PATCH",
             AGENT_DEPLOYMENT.path(namespace, name, "status"),
             {"fieldManager": FIELD_MANAGER},
