@@ -29,7 +29,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Any, Final, cast, get_args
 
 from agent_operator.gateway.kubeapi import Gone, KubeAPI, KubeError
 from agent_operator.gateway.spend import Hold, StoreUnavailable
@@ -41,11 +41,14 @@ from agent_operator.ledger import (
     STALE_AFTER_SECONDS,
     SpendRecordSpec,
     parse_record,
+    period_key,
     record_body,
     record_name,
     totals,
 )
 from agent_operator.sidecar import BudgetPeriod
+
+PERIODS: Final = frozenset(get_args(BudgetPeriod))
 
 WATCH_SECONDS: Final = 30  # a quiet watch still proves the API alive this often
 _RETRY_MAX_SECONDS: Final = 10.0
@@ -80,7 +83,12 @@ class Journal:
                     value = float(text)
                 except ValueError:
                     continue
-                if math.isfinite(value) and value >= 0 and 0 < len(key) <= 32:
+                if (
+                    math.isfinite(value)
+                    and value >= 0
+                    and len(key) <= 32
+                    and key.split(":", 1)[0] in PERIODS
+                ):
                     values[key] = value
         return values
 
@@ -145,7 +153,6 @@ class KubernetesSpendStore:
         self._versions: dict[str, str] = {}  # period key -> our record's resourceVersion
         self._records: dict[str, SpendRecordSpec] = {}  # every other record, by name
         self._others: dict[str, float] = {}  # period key -> their total
-        self._current: tuple[str, ...] = ()  # the keys the last call was admitted on
         self._delta = math.inf  # unwritten USD that triggers a write
         self._unwritten_since: float | None = None
         self._last_write = -math.inf
@@ -172,7 +179,6 @@ class KubernetesSpendStore:
             raise StoreUnavailable("the shared ledger has not been read yet")
         if self._heard is None or self.clock() - self._heard > STALE_AFTER_SECONDS:
             raise StoreUnavailable("the shared ledger has not answered for too long")
-        self._current = tuple(keys)
         self._delta = FLUSH_FRACTION * min(limits_usd)
         for i, (key, limit) in enumerate(zip(keys, limits_usd, strict=True)):
             if self.spent(key) >= limit:
@@ -318,7 +324,8 @@ class KubernetesSpendStore:
         self._unwritten_since = self.clock() if pending else None
         if not pending and self.journal is not None:
             self.journal.truncate()  # everything is in the ledger
-        for key in [k for k in self._own if k not in self._current]:
+        now = time.time()
+        for key in [k for k in self._own if not _current(k, now)]:
             if self._own[key] <= self._written.get(key, 0.0):  # a past period, all written
                 self._own.pop(key)
                 self._written.pop(key, None)
@@ -394,6 +401,12 @@ class KubernetesSpendStore:
                 self.log.emit("error", event, status=exc.status, reason=exc.reason)
             else:
                 self.log.emit("error", event, error=type(exc).__name__)
+
+
+def _current(key: str, now: float) -> bool:
+    """Whether `key` is the period key of its kind at `now` (wall clock)."""
+    period = key.split(":", 1)[0]
+    return period in PERIODS and period_key(cast(BudgetPeriod, period), now) == key
 
 
 def _version(body: dict[str, Any]) -> str:

@@ -149,11 +149,12 @@ async def test_a_killed_process_leaves_its_unwritten_spend_in_the_journal(
     await store.api.close()
 
 
-async def test_spend_never_goes_down_when_the_record_moved_on(
+async def test_a_record_changed_under_the_writer_costs_a_reread_never_spend(
     cluster: Cluster, namespace: str, account: Path
 ) -> None:
-    """A record with more than this process knows (a lost answer, an earlier
-    incarnation): the store takes its version and never writes less."""
+    """Its record moved on (a lost answer, a label added by someone): the write
+    conflicts on resourceVersion, the store reads the version back and writes
+    again, and never writes less than the record holds."""
     key = key_now()
     spec = SpendRecordSpec(
         agent=AGENT, period="day", period_key=key, pod_name="p", pod_uid="uid-c", spent_usd=5.0
@@ -161,16 +162,17 @@ async def test_spend_never_goes_down_when_the_record_moved_on(
     cluster.kubectl(
         "-n", namespace, "create", "-f", "-", input=json.dumps(record_body(spec, namespace, ""))
     )
-    server = cluster.server()
-    store, _ = make_store(server, account, namespace, "uid-c")
-    store._loaded = True  # as if loaded before the record appeared
-    store._heard = store.clock()
+    store, _ = make_store(cluster.server(), account, namespace, "uid-c")
     await store.start()
+    await until(lambda: store.ready)
+    assert store.spent(key) == 5.0  # its own record, read back
+    name = record_name(AGENT, key, "uid-c")
+    cluster.kubectl("-n", namespace, "label", "spendrecord", name, "touched=yes")
     await charge(store, 1.0)
     await until(lambda: records(cluster, namespace).get(key) == pytest.approx(6.0))
     await store.close()
-    name = record_name(AGENT, key, "uid-c")
-    assert kube_json(cluster, namespace, "spendrecord", name)["spec"]["spentUSD"] == 6.0
+    record = kube_json(cluster, namespace, "spendrecord", name)
+    assert record["spec"]["spentUSD"] == 6.0  # the writer owns its record whole
 
 
 async def test_fails_closed_before_the_first_read_and_when_the_api_goes_quiet(
