@@ -123,7 +123,7 @@ class KubeAPI:
                 allow_redirects=False,
                 timeout=_TIMEOUT,
             ) as answer:
-                raw = await answer.content.read(_MAX_ANSWER_BYTES + 1)
+                raw = await _read_bounded(answer.content, _MAX_ANSWER_BYTES + 1)
                 status = answer.status
         except (aiohttp.ClientError, TimeoutError, OSError, ssl.SSLError) as exc:
             raise KubeError(0, type(exc).__name__) from None
@@ -205,6 +205,18 @@ class KubeAPI:
         body = await self._call("GET", f"{self.agents_path}/{quote(name, safe='')}")
         uid = ((body or {}).get("metadata") or {}).get("uid")
         return uid if isinstance(uid, str) else None
+
+
+async def _read_bounded(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """The whole body, or its first `limit` bytes when it is longer (then refused)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in stream.iter_chunked(64 * 1024):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(chunks)[:limit]
 
 
 def _decode(raw: bytes) -> dict[str, Any] | None:

@@ -3,8 +3,9 @@
 The command line comes from `agent_operator.builders.gateway_command` for an
 AgentDeployment built with `AgentDeployment.from_body`; only what a pod
 provides differently is remapped: the mount dirs (laid out the way the
-kubelet lays them out, tests/fakes/volumes.py) and the listen addresses
-(free loopback ports). budget.json is the rendered ConfigMap's content.
+kubelet lays them out, tests/fakes/volumes.py), the listen addresses
+(free loopback ports) and the spend store (memory: no API server here).
+budget.json is the rendered ConfigMap's content.
 
 Attacks go over raw sockets (`exchange`) where an HTTP client would refuse
 or normalise the bytes. `RssWatch` samples the gateway's resident memory and
@@ -436,6 +437,10 @@ async def start_gateway(
         "--outbound-listen": f"127.0.0.1:{ports['outbound']}",
         "--admin-listen": f"127.0.0.1:{ports['admin']}",
     }
+    if "--spend-store" in rendered:
+        # the shared ledger needs the API server and a pod identity: these attacks
+        # are on the doors; tests/e2e/ledger attacks the ledger
+        values["--spend-store"] = "memory"
     if "--client-keys-dir" in rendered:
         client_keys = KubeVolume(tmp / "client-keys", secret_files(CLIENT_KEY))
         values["--client-keys-dir"] = str(client_keys.path)
