@@ -26,7 +26,9 @@ def test_hostile_or_torn_content_is_skipped(tmp_path: Path) -> None:
         b"day:2026-11-29 1e999\n"  # never infinite
         b"year:2026 5\n"  # no such period: it could not be written as a record
         b"\xff\xfe\x00 7\n"
-        + b"day:" + b"9" * 100 + b" 1\n"
+        + b"day:"
+        + b"9" * 100
+        + b" 1\n"
         + b"day:2026-11-29 0.6"  # torn last line (no newline) still parses
     )
     assert Journal(tmp_path).read() == {"day:2026-11-29": 0.6}
