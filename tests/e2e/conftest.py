@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -74,8 +74,16 @@ def _free_port() -> int:
 class OperatorProcess:
     """`agent-operator run` in a subprocess, as the user agent-operator, scoped to a namespace."""
 
-    def __init__(self, cluster: Cluster, namespace: str, log_path: Path, *extra: str) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        namespace: str,
+        log_path: Path,
+        *extra: str,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.cluster = cluster
+        self.env = dict(env or {})  # on top of ours, e.g. AGENT_OPERATOR_CLOCK_OFFSET_SECONDS
         self.namespace = namespace
         self.log_path = log_path
         # Without --peering in `extra`, one replica alone: --standalone.
@@ -97,7 +105,7 @@ class OperatorProcess:
             str(self.health_port),
             *self.extra,
         ]
-        env = {**os.environ, "KUBECONFIG": str(self.cluster.operator_kubeconfig)}
+        env = {**os.environ, "KUBECONFIG": str(self.cluster.operator_kubeconfig), **self.env}
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 command,
@@ -165,8 +173,10 @@ def make_operator(
     """Builds (unstarted) operators for the test's namespace; stops them all at the end."""
     made: list[OperatorProcess] = []
 
-    def make(log_name: str = "operator", *extra: str) -> OperatorProcess:
-        process = OperatorProcess(cluster, namespace, tmp_path / f"{log_name}.log", *extra)
+    def make(
+        log_name: str = "operator", *extra: str, env: Mapping[str, str] | None = None
+    ) -> OperatorProcess:
+        process = OperatorProcess(cluster, namespace, tmp_path / f"{log_name}.log", *extra, env=env)
         made.append(process)
         return process
 

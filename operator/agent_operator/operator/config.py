@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,6 +13,10 @@ from agent_operator.builders import BuildOptions
 from agent_operator.builders.options import PullPolicy
 
 ENV_PREFIX = "AGENT_OPERATOR_"
+# TEST HOOK, not a setting: seconds (float, may be negative) added to the wall
+# clock for the budget alone (periods, resetsAt, when a period ends), so that
+# e2e tests can put the operator just before a UTC period boundary. No flag.
+CLOCK_OFFSET_ENV = ENV_PREFIX + "CLOCK_OFFSET_SECONDS"
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,7 @@ class Config:
     verbose: bool
     build: BuildOptions
     time_scale: float = 1.0  # testing only: rotation durations pass this many times faster
+    clock_offset_seconds: float = 0.0  # testing only: see CLOCK_OFFSET_ENV
 
     @property
     def clusterwide(self) -> bool:
@@ -183,4 +189,13 @@ def load(argv: list[str], env: Mapping[str, str] | None = None) -> Config:
             gateway_image_pull_policy=args.gateway_image_pull_policy,
         ),
         time_scale=args.time_scale if args.time_scale > 0 else 1.0,
+        clock_offset_seconds=_offset(env.get(CLOCK_OFFSET_ENV, "")),
     )
+
+
+def _offset(value: str) -> float:
+    try:
+        offset = float(value or 0)
+    except ValueError as err:
+        raise SystemExit(f"{CLOCK_OFFSET_ENV}: not a number of seconds: {value!r}") from err
+    return offset if math.isfinite(offset) else 0.0

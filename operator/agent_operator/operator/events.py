@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
-from agent_operator.operator.status import CREDENTIALS_READY, DEGRADED
+from agent_operator.api import API_VERSION, KIND
+from agent_operator.operator.status import BUDGET_EXHAUSTED, CREDENTIALS_READY, DEGRADED
 
 
 @dataclass(frozen=True)
@@ -69,10 +70,53 @@ def transition_events(
     degraded_now = now.get("status") == "True"
     if degraded_now and (was.get("status") != "True" or was.get("reason") != now.get("reason")):
         events.append(Event("Warning", str(now.get("reason")), str(now.get("message", ""))))
-    elif old.get("phase") != new.get("phase") and not degraded_now:
+    elif (
+        old.get("phase") != new.get("phase")
+        and not degraded_now
+        # announced by the budget's own Warning (operator/budget.py)
+        and new.get("phase") != BUDGET_EXHAUSTED
+    ):
         phase = str(new.get("phase"))
         ready = _condition(new, "Ready").get("message", "")
         events.append(
             Event("Normal", phase, f"phase {old.get('phase') or 'none'} -> {phase}: {ready}")
         )
     return events
+
+
+MAX_MESSAGE: Final = 1024  # characters of an Event's message
+
+
+def event_body(
+    involved: Mapping[str, Any],
+    event: Event,
+    timestamp: str,
+    component: str,
+    instance: str,
+) -> dict[str, Any]:
+    """The core/v1 Event about the object whose `metadata` is `involved` (an AgentDeployment).
+
+    `timestamp` is RFC 3339; `component` and `instance` name the reporter.
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{involved['name']}.", "namespace": involved["namespace"]},
+        "involvedObject": {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "name": involved["name"],
+            "namespace": involved["namespace"],
+            "uid": involved["uid"],
+            "resourceVersion": involved.get("resourceVersion"),
+        },
+        "type": event.type,
+        "reason": event.reason,
+        "message": event.message[:MAX_MESSAGE],
+        "source": {"component": component},
+        "reportingComponent": component,
+        "reportingInstance": instance,
+        "firstTimestamp": timestamp,
+        "lastTimestamp": timestamp,
+        "count": 1,
+    }

@@ -6,12 +6,17 @@ deletion blocked while the operator is down. `on.event` handlers make kopf
 write nothing as long as they return None (a returned value would be stored
 in status). Every event only enqueues the owner's key; the reconcile reads
 the world afresh, so a missed or merged event loses nothing.
+
+SpendRecords (the spend ledger) are not children: their events feed the
+ledger's index and schedule a budget-only update of their agent (coalesced,
+one GET and a status patch), never a full reconcile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Mapping
 from typing import Any, Final
@@ -20,6 +25,7 @@ import kopf
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
+from agent_operator import ledger
 from agent_operator.api import GROUP, ISSUER_SOURCE_LABEL, KIND, PLURAL, VERSION
 from agent_operator.builders.labels import AGENT_LABEL, MANAGED_BY
 from agent_operator.operator import metrics
@@ -49,6 +55,20 @@ SERVER_FILTERED: Final = CHILD_RESOURCES[:-1]
 _DUE_SLACK_SECONDS: Final = 0.5
 # Failures that are the API server's, not ours: logged without a traceback.
 TRANSIENT: Final = (ApiException, urllib3.exceptions.HTTPError, OSError)
+# Budget-only updates of one agent start at least this far apart (seconds):
+# gateways write their records every few seconds each, often together.
+BUDGET_GAP_SECONDS: Final = 0.5
+_BUDGET_RETRY_MAX_SECONDS: Final = 300.0
+
+
+def describe(err: BaseException) -> str:
+    """One line about an API failure. An ApiException's str() starts with "(409)" alone;
+    its reason says more. Never its body: it may quote what we sent."""
+    if isinstance(err, ApiException):
+        what = f"{err.status} {err.reason}"
+    else:
+        what = str(err).splitlines()[0] if str(err) else ""
+    return f"{type(err).__name__}: {what}"
 
 
 def owner_key(body: Mapping[str, Any]) -> Key | None:
@@ -76,6 +96,14 @@ class Runtime:
         # (namespace, Secret) -> the AgentDeployments whose issuer reads it
         self.sources: dict[Key, set[Key]] = {}
         self.tasks: list[asyncio.Task[None]] = []
+        # One reconcile or budget-only update of a key at a time: both write its status.
+        self.locks: dict[Key, asyncio.Lock] = {}
+        self.budget_timers: dict[Key, asyncio.TimerHandle] = {}
+        self.budget_started: dict[Key, float] = {}  # loop time of the last update's start
+        self.budget_failures: dict[Key, int] = {}
+        self.budget_tasks: set[asyncio.Task[None]] = set()
+        self.budget_running: dict[Key, asyncio.Task[None]] = {}
+        self.stopping = False
 
     def start(self) -> None:
         self.tasks = [
@@ -84,10 +112,86 @@ class Runtime:
         ]
 
     async def stop(self) -> None:
+        self.stopping = True
         await self.queue.shutdown()
-        for task in self.tasks:
+        for timer in self.budget_timers.values():
+            timer.cancel()
+        tasks = [*self.tasks, *self.budget_tasks]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def lock(self, key: Key) -> asyncio.Lock:
+        return self.locks.setdefault(key, asyncio.Lock())
+
+    def poke_budget(self, key: Key, delay: float = 0.0) -> None:
+        """A budget-only update of `key` in `delay` seconds, coalesced: a pending earlier
+        one covers it, and updates of one key start BUDGET_GAP_SECONDS apart at least."""
+        if self.stopping or self.reconciler.ledger is None:
+            return
+        loop = asyncio.get_running_loop()
+        last = self.budget_started.get(key, -math.inf)
+        when = max(loop.time() + max(delay, 0.0), last + BUDGET_GAP_SECONDS)
+        timer = self.budget_timers.get(key)
+        if timer is not None:
+            if timer.when() <= when:
+                return
+            timer.cancel()
+        self.budget_timers[key] = loop.call_at(when, self._start_budget, key)
+
+    def _start_budget(self, key: Key) -> None:
+        self.budget_timers.pop(key, None)
+        task = asyncio.create_task(self.refresh_budget(key), name=f"budget-{key[0]}/{key[1]}")
+        self.budget_tasks.add(task)
+        self.budget_running[key] = task
+
+        def done(task: asyncio.Task[None]) -> None:
+            self.budget_tasks.discard(task)
+            if self.budget_running.get(key) is task:
+                del self.budget_running[key]
+
+        task.add_done_callback(done)
+
+    async def refresh_budget(self, key: Key) -> None:
+        """Run the budget-only update of `key`; schedule the next one it asks for."""
+        logger = object_logger(*key)
+        async with self.lock(key):
+            self.budget_started[key] = asyncio.get_running_loop().time()
+            try:
+                if not await asyncio.to_thread(self.gate.allows, key[0]):
+                    return  # a peer acts; kopf re-lists (and so pokes again) on resume
+                due = await asyncio.to_thread(self.reconciler.refresh_budget, *key)
+            except Exception as err:
+                failures = self.budget_failures[key] = self.budget_failures.get(key, 0) + 1
+                delay = min(2.0**failures, _BUDGET_RETRY_MAX_SECONDS)
+                trace = not isinstance(err, TRANSIENT)  # a bug: keep the trace in the log
+                logger.error(
+                    "budget update failed, retrying in %.0fs: %s",
+                    delay,
+                    describe(err),
+                    exc_info=trace,
+                )
+                self.poke_budget(key, delay)
+                return
+        self.budget_failures.pop(key, None)
+        if due is not None:
+            self.poke_budget(key, due + _DUE_SLACK_SECONDS)
+
+    def forget_budget(self, key: Key) -> None:
+        """Drop the budget state of a gone AgentDeployment."""
+        timer = self.budget_timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        self.budget_started.pop(key, None)
+        self.budget_failures.pop(key, None)
+        self.reconciler.budget_writes.pop(key, None)
+        lock = self.locks.get(key)
+        if lock is not None and not lock.locked():
+            del self.locks[key]
+        if self.reconciler.ledger is not None:
+            self.reconciler.ledger.forget(*key)
+        else:
+            metrics.forget_budget(*key)
 
     async def worker(self) -> None:
         while True:
@@ -110,18 +214,10 @@ class Runtime:
                 logger.debug("not reconciling: another replica is active")
                 self.queue.add_after(key, self.config.resync_seconds)
                 return
-            result = await asyncio.to_thread(self.reconciler.reconcile, *key)
+            async with self.lock(key):
+                result = await asyncio.to_thread(self.reconciler.reconcile, *key)
         except TRANSIENT as err:
-            # An ApiException's str() starts with "(409)" alone; its reason says more.
-            # Never its body: it may quote what we sent.
-            what = (
-                f"{err.status} {err.reason}"
-                if isinstance(err, ApiException)
-                else str(err).splitlines()[0]
-                if str(err)
-                else ""
-            )
-            self._failed(key, logger, f"{type(err).__name__}: {what}", trace=False)
+            self._failed(key, logger, describe(err), trace=False)
             return
         except Exception as err:  # a bug: keep the trace in the log, never in status
             self._failed(key, logger, f"{type(err).__name__}: {err}", trace=True)
@@ -130,10 +226,13 @@ class Runtime:
             metrics.RECONCILE_DURATION.observe(time.monotonic() - started)
         metrics.RECONCILES.labels(result=result.outcome).inc()
         self._index_source(key, result.source)
+        if result.budget_in is not None:  # a period ends, a fold pass falls due
+            self.poke_budget(key, result.budget_in + _DUE_SLACK_SECONDS)
         if result.outcome == "gone":
             self.queue.forget(key)
             self.children.pop(key, None)
             metrics.forget_credentials(*key)
+            self.forget_budget(key)
         elif result.problem is not None and result.problem.retry:
             delay = self.queue.backoff(key)
             if result.due_in is not None:
@@ -209,9 +308,27 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         await runtime.stop()
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-    async def agent_deployment_event(namespace: str | None, name: str | None, **_: Any) -> None:
+    async def agent_deployment_event(
+        namespace: str | None, name: str | None, body: kopf.Body, **_: Any
+    ) -> None:
         if namespace and name:
+            key = (namespace, name)
+            running = runtime.budget_running.get(key)
+            if running is not None:
+                # its status write's event can come before the write's own answer
+                await asyncio.wait({running})
+            version = body.get("metadata", {}).get("resourceVersion")
+            if version and version in runtime.reconciler.budget_writes.get(key, ()):
+                return  # our own budget-only status write: nothing a reconcile needs
             await runtime.queue.add((namespace, name))
+
+    # The spend ledger: index the record, update its agent's budget (not a reconcile).
+    @kopf.on.event(GROUP, VERSION, ledger.RECORD_PLURAL, id="spend-records", registry=registry)
+    async def spend_record_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+        spend = runtime.reconciler.ledger
+        key = spend.observe(type, body) if spend is not None else None
+        if key is not None:
+            runtime.poke_budget(key)
 
     async def child_event(body: kopf.Body, **_: Any) -> None:
         key = owner_key(body)

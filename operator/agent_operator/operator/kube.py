@@ -169,9 +169,7 @@ class Kube:
         assert result is not None
         return result
 
-    def list_objects(
-        self, kind: str, namespace: str, selector: str = ""
-    ) -> list[dict[str, Any]]:
+    def list_objects(self, kind: str, namespace: str, selector: str = "") -> list[dict[str, Any]]:
         """The items of one namespace's `kind`, filtered by a label selector ("" for all)."""
         result = self._call("GET", KINDS[kind].path(namespace), {"labelSelector": selector})
         items: list[dict[str, Any]] = (result or {}).get("items") or []

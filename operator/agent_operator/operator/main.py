@@ -6,6 +6,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 
 import kopf
 from kopf._core.engines.peering import Identity  # kopf takes it in run() but does not export it
@@ -16,6 +17,7 @@ from agent_operator.operator.handlers import Runtime, register
 from agent_operator.operator.kube import Kube
 from agent_operator.operator.peering import PeeringGate
 from agent_operator.operator.reconcile import Reconciler
+from agent_operator.operator.spendledger import SpendLedger
 
 log = logging.getLogger("agent_operator.operator")
 
@@ -40,7 +42,12 @@ def main(argv: list[str]) -> int:
     identity += secrets.token_hex(4)
     peering = None if config.standalone else (config.peering or "default")
     gate = PeeringGate(kube, peering, identity, config.priority, config.clusterwide)
-    runtime = Runtime(config, Reconciler(kube, config.build, time_scale=config.time_scale), gate)
+    offset = config.clock_offset_seconds
+    if offset:
+        log.warning("TEST HOOK: the budget clock runs %+.1fs off the wall clock", offset)
+    spend = SpendLedger(kube, clock=lambda: time.time() + offset)
+    reconciler = Reconciler(kube, config.build, time_scale=config.time_scale, ledger=spend)
+    runtime = Runtime(config, reconciler, gate)
     registry = kopf.OperatorRegistry()
     register(registry, runtime)
     log.info(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -62,6 +62,40 @@ REVOCATIONS: Final = Counter(
     ["result"],
     registry=REGISTRY,
 )
+BUDGET_SPENT: Final = Gauge(
+    "agent_operator_budget_spent_usd",
+    "USD spent in the current window of each budget limit (period: hour, day, week, month).",
+    ["namespace", "agent", "period"],
+    registry=REGISTRY,
+)
+BUDGET_LIMIT: Final = Gauge(
+    "agent_operator_budget_limit_usd",
+    "USD limit of each budget period (period: hour, day, week, month).",
+    ["namespace", "agent", "period"],
+    registry=REGISTRY,
+)
+PERIODS: Final = ("hour", "day", "week", "month")
+
+
+def set_budget(namespace: str, name: str, spend: Mapping[str, tuple[float, float]]) -> None:
+    """Set the budget series of an AgentDeployment: period -> (spent, limit) in USD.
+
+    Periods it no longer limits lose their series.
+    """
+    for period in PERIODS:
+        if period in spend:
+            spent, limit = spend[period]
+            BUDGET_SPENT.labels(namespace, name, period).set(spent)
+            BUDGET_LIMIT.labels(namespace, name, period).set(limit)
+        else:
+            for gauge in (BUDGET_SPENT, BUDGET_LIMIT):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(namespace, name, period)
+
+
+def forget_budget(namespace: str, name: str) -> None:
+    """Drop the budget series of a gone AgentDeployment."""
+    set_budget(namespace, name, {})
 
 
 def forget_credentials(namespace: str, name: str) -> None:

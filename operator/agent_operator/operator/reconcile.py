@@ -13,24 +13,34 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from agent_operator.api import AgentDeployment, InvalidSpec
 from agent_operator.builders import BuildOptions, desired_children
 from agent_operator.builders.labels import client_keys_name, credentials_name
 from agent_operator.operator import metrics
+from agent_operator.operator.budget import Evaluation
 from agent_operator.operator.compare import (
     HANDOFF_MANAGER,
     replicas_handoff,
     verdict,
     with_hash,
 )
-from agent_operator.operator.events import Change, Event, transition_events
+from agent_operator.operator.events import Change, Event, event_body, transition_events
 from agent_operator.operator.keys import FINALIZER, SKIP_REVOCATION, KeyKeeper, KeyOutcome
 from agent_operator.operator.kube import AGENT_DEPLOYMENT, FIELD_MANAGER, Kube, status_message
 from agent_operator.operator.openai_admin import IssuerRefused, IssuerUnavailable
 from agent_operator.operator.problems import Problem, child_conflict, child_rejected, combine
-from agent_operator.operator.status import KEY_FIELDS, derive_status, rfc3339, status_patch
+from agent_operator.operator.spendledger import SpendLedger
+from agent_operator.operator.status import (
+    BUDGET_FIELD,
+    KEY_FIELDS,
+    derive_status,
+    rfc3339,
+    status_patch,
+    with_budget,
+)
 
 log = logging.getLogger("agent_operator.reconcile")
 
@@ -49,6 +59,8 @@ class Result:
     due_in: float | None = None
     # the Secret spec.credentials.issuer.secretRef names: a change of it reconciles again
     source: str | None = None
+    # seconds until the budget-only update is due (a period ends, a fold pass is due)
+    budget_in: float | None = None
 
 
 @dataclass
@@ -78,8 +90,22 @@ def controlled_by(child: Mapping[str, Any], uid: str) -> bool:
     return any(r.get("uid") == uid and r.get("controller") for r in refs)
 
 
+_OWN_WRITES = 4  # budget-only status writes remembered per AgentDeployment
+_LEDGER_RETRY_SECONDS = 10.0  # a ledger that could not be read: the budget-only update retries
+
+
+def _earliest(*delays: float | None) -> float | None:
+    known = [d for d in delays if d is not None]
+    return min(known) if known else None
+
+
 class Reconciler:
-    """Reconciles AgentDeployments through `kube`; `clock` returns aware UTC datetimes."""
+    """Reconciles AgentDeployments through `kube`; `clock` returns aware UTC datetimes.
+
+    `ledger` is the spend ledger's view (operator/spendledger.py) that both the
+    full reconcile and the budget-only update read; None: status.budget is left
+    as it is.
+    """
 
     def __init__(
         self,
@@ -87,12 +113,17 @@ class Reconciler:
         options: BuildOptions,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         time_scale: float = 1.0,
+        ledger: SpendLedger | None = None,
     ) -> None:
         self.kube = kube
         self.options = options
         self.clock = clock
         self.instance = socket.gethostname()
         self.keys = KeyKeeper(kube.get, clock, time_scale)
+        self.ledger = ledger
+        # (namespace, name) -> resourceVersions of the last budget-only status writes:
+        # their watch events carry nothing a reconcile needs (handlers.py skips them)
+        self.budget_writes: dict[tuple[str, str], tuple[str, ...]] = {}
 
     def reconcile(self, namespace: str, name: str) -> Result:
         body = self.kube.get("AgentDeployment", namespace, name)
@@ -140,6 +171,7 @@ class Reconciler:
         changes += self._prune(agd, live_by_name, logger)
         problem = combine(problems)
         trouble = combine(troubles)
+        evaluation, budget_in = self._budget(agd, body, logger)
 
         writes = len(changes) + self._finish(
             body,
@@ -151,6 +183,7 @@ class Reconciler:
             key_status,
             logger,
             trouble,
+            evaluation,
         )
         children = [kind for kind, _ in live_by_name]
         due_in = (min(due) - self.clock()).total_seconds() if due else None
@@ -159,8 +192,73 @@ class Reconciler:
         if problem is None and trouble is not None:
             # a key step failed while a working key stays in place: synced, but retried
             # with backoff (the issuer's troubles all ask for a retry)
-            return Result("synced", trouble, writes, children, due_in, source)
-        return Result("problem" if problem else "synced", problem, writes, children, due_in, source)
+            return Result("synced", trouble, writes, children, due_in, source, budget_in)
+        outcome: Outcome = "problem" if problem else "synced"
+        return Result(outcome, problem, writes, children, due_in, source, budget_in)
+
+    def _budget(
+        self,
+        agd: AgentDeployment,
+        body: Mapping[str, Any],
+        logger: logging.LoggerAdapter[logging.Logger],
+    ) -> tuple[Evaluation | None, float | None]:
+        """The budget now and when to look again; (None, retry) when the ledger cannot be
+        read: status.budget stays as it was and the children are reconciled all the same."""
+        if self.ledger is None:
+            return None, None
+        try:
+            evaluation = self.ledger.evaluate(agd, (body.get("status") or {}).get(BUDGET_FIELD))
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as err:
+            what = f"{err.status} {err.reason}" if isinstance(err, ApiException) else ""
+            logger.warning(
+                "spend ledger not read (%s %s): status.budget left as it was",
+                type(err).__name__,
+                what,
+            )
+            return None, _LEDGER_RETRY_SECONDS
+        due = self.ledger.fold_due_in(agd.namespace, agd.name)
+        return evaluation, _earliest(evaluation.resets_in, due)
+
+    def refresh_budget(self, namespace: str, name: str) -> float | None:
+        """The budget-only update, for a change of the ledger: one GET of the AgentDeployment,
+        then status.budget, phase and BudgetAvailable patched when they changed, the
+        threshold Events, and a fold pass when one is due.
+
+        Returns seconds until it is due again (a period ends, a fold pass);
+        None when nothing is scheduled.
+        """
+        if self.ledger is None:
+            return None
+        body = self.kube.get("AgentDeployment", namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return None
+        previous = body.get("status") or {}
+        try:
+            agd = AgentDeployment.from_body(body)
+        except InvalidSpec:
+            return None  # the full reconcile reports it
+        if not previous.get("conditions"):
+            return None  # not reconciled yet: its first reconcile writes all of status
+        logger = object_logger(namespace, name)
+        evaluation = self.ledger.evaluate(agd, previous.get(BUDGET_FIELD))
+        generation = int(body["metadata"].get("generation", 0))
+        status = with_budget(
+            previous, evaluation.status, generation, self.clock(), evaluation.store
+        )
+        patch = status_patch(previous, status, (BUDGET_FIELD,))
+        if patch:
+            written = self.kube.patch_status(namespace, name, patch)
+            version = ((written or {}).get("metadata") or {}).get("resourceVersion")
+            if version:
+                recent = self.budget_writes.get((namespace, name), ())[-(_OWN_WRITES - 1) :]
+                self.budget_writes[(namespace, name)] = (*recent, str(version))
+            metrics.WRITES.labels(verb="status", kind="AgentDeployment").inc()
+            if "phase" in patch:
+                logger.info("phase %s", status["phase"])
+        for event in [*evaluation.events, *transition_events(previous, status, [])]:
+            self._post(body, event, logger)
+        self.ledger.remember(namespace, name, evaluation)
+        return _earliest(evaluation.resets_in, self.ledger.fold(agd))
 
     def _sync_child(
         self,
@@ -320,38 +418,36 @@ class Reconciler:
         keys: Mapping[str, Mapping[str, str]] | None,
         logger: logging.LoggerAdapter[logging.Logger],
         trouble: Problem | None = None,
+        evaluation: Evaluation | None = None,
     ) -> int:
         """Write status when it changed and post the Events of this reconcile; returns writes.
 
         `keys` maps the status fields credentials / clientKeys to their values;
         None when the key Secrets were not looked at (their fields stay).
+        `evaluation` is the budget now; None keeps status.budget as it is.
         """
         meta = body["metadata"]
         previous = body.get("status") or {}
-        if keys is None:
-            status = derive_status(
-                generation,
-                previous,
-                deployment,
-                problem,
-                self.clock(),
-                previous.get("credentials"),
-                previous.get("clientKeys"),
-                trouble,
-            )
-        else:
-            status = derive_status(
-                generation,
-                previous,
-                deployment,
-                problem,
-                self.clock(),
-                keys.get("credentials"),
-                keys.get("clientKeys"),
-                trouble,
-            )
+        budget = evaluation.status if evaluation is not None else previous.get(BUDGET_FIELD)
+        store = evaluation.store if evaluation is not None else "kubernetes"
+        held = previous if keys is None else keys
+        status = derive_status(
+            generation,
+            previous,
+            deployment,
+            problem,
+            self.clock(),
+            held.get("credentials"),
+            held.get("clientKeys"),
+            trouble,
+            budget,
+            store,
+        )
         writes = 0
-        patch = status_patch(previous, status, KEY_FIELDS if keys is not None else ())
+        clearable = list(KEY_FIELDS) if keys is not None else []
+        if evaluation is not None:
+            clearable.append(BUDGET_FIELD)  # limits removed: status.budget goes
+        patch = status_patch(previous, status, clearable)
         if patch:
             self.kube.patch_status(meta["namespace"], meta["name"], patch)
             metrics.WRITES.labels(verb="status", kind="AgentDeployment").inc()
@@ -360,8 +456,11 @@ class Reconciler:
                 logger.info("phase %s", status["phase"])
         if problem is not None and "phase" in patch:
             logger.warning("%s: %s", problem.reason, problem.message)
-        for event in [*key_events, *transition_events(previous, status, changes)]:
+        budget_events = list(evaluation.events) if evaluation is not None else []
+        for event in [*key_events, *transition_events(previous, status, changes), *budget_events]:
             writes += self._post(body, event, logger)
+        if evaluation is not None and self.ledger is not None:
+            self.ledger.remember(meta["namespace"], meta["name"], evaluation)
         return writes
 
     def _post(
@@ -371,32 +470,7 @@ class Reconciler:
         now = rfc3339(self.clock())
         try:
             self.kube.create_event(
-                meta["namespace"],
-                {
-                    "apiVersion": "v1",
-                    "kind": "Event",
-                    "metadata": {
-                        "generateName": f"{meta['name']}.",
-                        "namespace": meta["namespace"],
-                    },
-                    "involvedObject": {
-                        "apiVersion": AGENT_DEPLOYMENT.api_version,
-                        "kind": AGENT_DEPLOYMENT.kind,
-                        "name": meta["name"],
-                        "namespace": meta["namespace"],
-                        "uid": meta["uid"],
-                        "resourceVersion": meta.get("resourceVersion"),
-                    },
-                    "type": event.type,
-                    "reason": event.reason,
-                    "message": event.message[:1024],
-                    "source": {"component": FIELD_MANAGER},
-                    "reportingComponent": FIELD_MANAGER,
-                    "reportingInstance": self.instance,
-                    "firstTimestamp": now,
-                    "lastTimestamp": now,
-                    "count": 1,
-                },
+                meta["namespace"], event_body(meta, event, now, FIELD_MANAGER, self.instance)
             )
         except Exception as err:  # an Event is a courtesy: never fail the reconcile for it
             logger.warning("could not post event %s: %s", event.reason, err)

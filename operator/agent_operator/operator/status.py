@@ -2,11 +2,13 @@
 
 Conditions follow metav1.Condition: lastTransitionTime moves only when the
 condition's status changes; reason and message may change in between.
-Phase is a summary of the conditions.
+Phase is a summary of the conditions; `BudgetExhausted` wins over every phase
+but `Degraded`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,8 +22,12 @@ DEGRADED: Final = "Degraded"
 # Keys in place and their last step (mint, revoke) done. False while a step
 # fails with a working key still in place: Ready is not affected then.
 CREDENTIALS_READY: Final = "CredentialsReady"
-CONDITION_TYPES: Final = (READY, PROGRESSING, DEGRADED, CREDENTIALS_READY)
+# Spend below every limit of spec.budget (reason NoLimits when it has none).
+BUDGET_AVAILABLE: Final = "BudgetAvailable"
+CONDITION_TYPES: Final = (READY, PROGRESSING, DEGRADED, CREDENTIALS_READY, BUDGET_AVAILABLE)
 KEY_FIELDS: Final = ("credentials", "clientKeys")  # status fields fed by the key Secrets
+BUDGET_FIELD: Final = "budget"
+BUDGET_EXHAUSTED: Final = "BudgetExhausted"  # a phase, a condition reason and an Event reason
 
 
 def rfc3339(when: datetime) -> str:
@@ -115,6 +121,124 @@ def _credentials_condition(
     )
 
 
+def usd(amount: float) -> str:
+    """`$12.40`; sub-cent amounts keep their digits (`$0.0042`)."""
+    if amount == 0 or abs(amount) >= 0.01:
+        return f"${amount:,.2f}"
+    return f"${amount:.6f}".rstrip("0")
+
+
+def budget_fraction(budget: Mapping[str, Any]) -> float:
+    """spentUSD / limitUSD of a status.budget (0 when it cannot tell)."""
+    try:
+        spent, limit = float(budget["spentUSD"]), float(budget["limitUSD"])
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+    if limit > 0:
+        return spent / limit
+    return math.inf if budget.get("exhausted") else 0.0
+
+
+def budget_window(budget: Mapping[str, Any]) -> tuple[str, str, float]:
+    """(period, resetsAt, limitUSD): the limit and calendar window a status.budget is about."""
+    try:
+        limit = float(budget.get("limitUSD") or 0.0)
+    except (TypeError, ValueError):
+        limit = 0.0
+    return (str(budget.get("period")), str(budget.get("resetsAt")), limit)
+
+
+def _spent(budget: Mapping[str, Any]) -> str:
+    try:
+        return usd(float(budget.get("spentUSD") or 0.0))
+    except (TypeError, ValueError):
+        return usd(0.0)
+
+
+def exhausted_message(budget: Mapping[str, Any]) -> str:
+    """Names the limit, the spend and when it resets (nothing else)."""
+    period, resets_at, limit = budget_window(budget)
+    return (
+        f"the {period} limit of {usd(limit)} is exhausted: {_spent(budget)} spent; "
+        f"resets at {resets_at}"
+    )
+
+
+def budget_condition(
+    budget: Mapping[str, Any] | None, generation: int, store: str = "kubernetes"
+) -> dict[str, Any]:
+    """BudgetAvailable from status.budget (None: spec.budget has no limits, or its
+    spend is kept where the operator does not read it: `store` redis)."""
+    if budget is None and store == "redis":
+        return condition(
+            BUDGET_AVAILABLE,
+            None,
+            "SpendNotReported",
+            "spend is kept in Redis (spec.budget.store), which the operator does not read; "
+            "the gateways enforce the limits",
+            generation,
+        )
+    if budget is None:
+        return condition(
+            BUDGET_AVAILABLE, True, "NoLimits", "spec.budget sets no limits", generation
+        )
+    if budget.get("exhausted"):
+        return condition(
+            BUDGET_AVAILABLE, False, BUDGET_EXHAUSTED, exhausted_message(budget), generation
+        )
+    period, resets_at, limit = budget_window(budget)
+    message = (
+        f"{_spent(budget)} of the {period} limit of {usd(limit)} spent "
+        f"({budget_fraction(budget):.0%}); resets at {resets_at}"
+    )
+    return condition(BUDGET_AVAILABLE, True, "WithinBudget", message, generation)
+
+
+def summary(phase: str, budget: Mapping[str, Any] | None) -> str:
+    """The phase with the budget folded in: a Degraded problem wins over BudgetExhausted."""
+    if budget is not None and budget.get("exhausted") and phase != DEGRADED:
+        return BUDGET_EXHAUSTED
+    return phase
+
+
+def base_phase(conditions: Sequence[Mapping[str, Any]]) -> str:
+    """The phase `derive_status` gives without a budget, read back from its conditions."""
+    by_type = {c.get("type"): c for c in conditions}
+    if by_type.get(DEGRADED, {}).get("status") == "True":
+        return DEGRADED
+    ready = by_type.get(READY, {})
+    if ready.get("status") == "True":
+        return READY
+    return "Pending" if ready.get("reason") == "Pending" else PROGRESSING
+
+
+def with_budget(
+    previous: Mapping[str, Any],
+    budget: Mapping[str, Any] | None,
+    generation: int,
+    now: datetime,
+    store: str = "kubernetes",
+) -> dict[str, Any]:
+    """phase, conditions and budget of `previous` with `budget` folded in anew.
+
+    The budget-only update: the other conditions are kept as the last full
+    reconcile wrote them, so both give the same status for the same spend.
+    """
+    old = list(previous.get("conditions") or [])
+    fresh = budget_condition(budget, generation, store)
+    types = [c.get("type") for c in old]
+    new = [fresh if c.get("type") == BUDGET_AVAILABLE else c for c in old]
+    if BUDGET_AVAILABLE not in types:
+        new.append(fresh)
+    status: dict[str, Any] = {
+        "phase": summary(base_phase(old), budget),
+        "conditions": transition(old, new, now),
+    }
+    if budget is not None:
+        status[BUDGET_FIELD] = dict(budget)
+    return status
+
+
 def _conditions(
     generation: int, deployment: Mapping[str, Any] | None, problem: Problem | None
 ) -> tuple[str, list[dict[str, Any]]]:
@@ -168,21 +292,26 @@ def derive_status(
     credentials: Mapping[str, str] | None = None,
     client_keys: Mapping[str, str] | None = None,
     trouble: Problem | None = None,
+    budget: Mapping[str, Any] | None = None,
+    store: str = "kubernetes",
 ) -> dict[str, Any]:
     """The status fields this operator owns.
 
     `deployment` is the live Deployment body (None when absent); `credentials`
     and `client_keys` are the status of the key Secrets (keyID, rotatedAt,
     nextRotationAt, previousExpiresAt); `trouble` a failed key step that left
-    a working key in place (CredentialsReady=False, Ready unaffected).
+    a working key in place (CredentialsReady=False, Ready unaffected);
+    `budget` is status.budget (operator/budget.py; None: no limits) and
+    `store` spec.budget.store (redis: the operator does not see the spend).
     """
     previous = previous or {}
     phase, conditions = _conditions(generation, deployment, problem)
     conditions.append(_credentials_condition(problem, trouble, bool(credentials), generation))
+    conditions.append(budget_condition(budget, generation, store))
     deployment_status = (deployment or {}).get("status") or {}
     status: dict[str, Any] = {
         "observedGeneration": generation,
-        "phase": phase,
+        "phase": summary(phase, budget),
         "conditions": transition(previous.get("conditions") or [], conditions, now),
         "replicas": int(deployment_status.get("replicas", 0)),
         "readyReplicas": int(deployment_status.get("readyReplicas", 0)),
@@ -190,6 +319,8 @@ def derive_status(
     for field, keys in zip(KEY_FIELDS, (credentials, client_keys), strict=True):
         if keys:
             status[field] = dict(keys)
+    if budget is not None:
+        status[BUDGET_FIELD] = dict(budget)
     return status
 
 
