@@ -8,12 +8,19 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import redis.exceptions
 
-from agent_operator.gateway.redis_store import KEY_TTL_SECONDS, MAX_USD, RedisSpendStore
+from agent_operator.gateway import redis_store
+from agent_operator.gateway.redis_store import (
+    DONE_TTL_SECONDS,
+    KEY_TTL_SECONDS,
+    MAX_USD,
+    RedisSpendStore,
+)
 from agent_operator.gateway.spend import Hold, StoreUnavailable
 
 if TYPE_CHECKING:
-    from tests.unit.gateway.conftest import RedisServer
+    from tests.fakes.redis_server import RedisServer
 
 KEY = "day:2026-11-25"
 MONTH = "month:2026-11"
@@ -329,3 +336,223 @@ async def test_hostile_settle(redis_server: RedisServer, make_store: Factory) ->
 def test_names_that_would_move_the_hash_tag_are_refused(namespace: str, agent: str) -> None:
     with pytest.raises(ValueError):
         RedisSpendStore("redis://127.0.0.1:1/0", namespace, agent)
+
+
+# --- Redis stalling: commands that timed out still run when it resumes ----------------
+
+
+def done_key(token: str) -> str:
+    return f"{PREFIX}token:{token}:done"
+
+
+def log_every_command(raw: Any) -> None:
+    raw.config_set("slowlog-log-slower-than", 0)
+    raw.config_set("slowlog-max-len", 10_000)
+
+
+def runs_naming(raw: Any, token: str) -> int:
+    """Scripts Redis ran with `token` among their arguments (see log_every_command)."""
+    return sum(
+        1
+        for entry in raw.slowlog_get(10_000)
+        if entry["command"].startswith(b"EVAL") and token.encode() in entry["command"]
+    )
+
+
+def held_anywhere(raw: Any) -> int:
+    """Reservations still held, in every period key."""
+    return sum(
+        raw.hlen(k) + raw.zcard(k.removesuffix(":held") + ":expiry") for k in raw.keys("*:held")
+    )
+
+
+async def test_settles_timed_out_on_a_stalled_redis_count_once(
+    redis_server: RedisServer, raw: Any, make_store: Factory
+) -> None:
+    store = make_store(redis_server.url)
+    warm = await store.admit([KEY, MONTH], [100.0, 100.0], 0.5)
+    assert isinstance(warm, Hold)
+    store.settle(warm, 0.5)  # both scripts cached from now on: EVALSHA, as in production
+    await eventually(lambda: store.spent(KEY) == 0.5)
+    # at once: ten pooled connections, so each settle below is sent on one at the freeze
+    holds = await asyncio.gather(
+        *(store.admit([KEY, MONTH], [100.0, 100.0], 0.5) for _ in range(10))
+    )
+    costs = [(i + 1) / 16 for i in range(10)]  # exact in binary: sums compare exactly
+    log_every_command(raw)
+
+    redis_server.pause()
+    for hold, cost in zip(holds, costs, strict=True):
+        assert isinstance(hold, Hold)
+        store.settle(hold, cost)  # sent: Redis has them in its buffers, unanswered
+    await eventually(lambda: store.queued_settles == 10)  # timed out after 1 s: queued
+    await asyncio.sleep(2.5)  # the retry loop sends them again, and times out again
+    assert store.queued_settles == 10
+    redis_server.resume()  # Redis runs every copy it was sent
+
+    await eventually(lambda: store.queued_settles == 0, 10)
+    total = 0.5 + sum(costs)
+    for key in (KEY, MONTH):
+        assert float(raw.get(f"{PREFIX}{key}:spent")) == total  # each settle counted once
+        assert store.spent(key) == total
+    assert held_anywhere(raw) == 0
+    # Redis did run each settle more than once: the copies sent before the resume
+    assert all(runs_naming(raw, str(hold.token)) >= 2 for hold in holds)
+    assert DONE_TTL_SECONDS - 60 < raw.ttl(done_key(str(holds[0].token))) <= DONE_TTL_SECONDS
+
+
+async def test_admit_timed_out_on_a_stalled_redis_holds_no_budget(
+    redis_server: RedisServer, raw: Any, make_store: Factory
+) -> None:
+    store = make_store(redis_server.url)
+    warm = await store.admit([KEY], [1.0], 0.25)
+    assert isinstance(warm, Hold)
+    store.settle(warm, 0.25)
+    await eventually(lambda: store.spent(KEY) == 0.25)
+    log_every_command(raw)
+
+    redis_server.pause()
+    async with asyncio.timeout(3):  # refused after the 1 s timeout, never a hang
+        with pytest.raises(StoreUnavailable):
+            await store.admit([KEY], [1.0], 0.75)  # sent: Redis will run it on resume
+    await asyncio.sleep(1.5)  # the retry loop sends the release meanwhile
+    redis_server.resume()  # the late admit and its release run, in either order
+
+    # the rest of the budget is free at once: the late admit reserved nothing that stays
+    rest = await store.admit([KEY], [1.0], 0.75)
+    assert isinstance(rest, Hold)
+    assert raw.hkeys(f"{PREFIX}{KEY}:held") == [rest.token]
+    store.settle(rest, 0.75)
+    await eventually(lambda: store.spent(KEY) == 1.0)
+    assert held_anywhere(raw) == 0
+    marks = {k.removeprefix(f"{PREFIX}token:").removesuffix(":done") for k in raw.keys("*:done")}
+    (refused,) = marks - {warm.token, rest.token}  # the refused admit's id: released
+    assert runs_naming(raw, refused) == 2  # the admit did run late, and its release
+
+
+async def test_late_admit_after_its_release_reserves_nothing(
+    redis_server: RedisServer, raw: Any, make_store: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deterministic: the admit is held back until its release was written, then runs."""
+    store = make_store(redis_server.url)
+    real = store._admit_script
+    sent: list[tuple[list[str], list[Any]]] = []
+
+    async def stalled(keys: list[str], args: list[Any]) -> Any:
+        sent.append((keys, args))
+        raise redis.exceptions.TimeoutError("Timeout reading from socket")
+
+    monkeypatch.setattr(store, "_admit_script", stalled)
+    with pytest.raises(StoreUnavailable):
+        await store.admit([KEY, MONTH], [1.0, 1.0], 0.75)
+    (keys, args), token = sent[0], sent[0][1][4]
+    await eventually(lambda: raw.exists(done_key(token)) == 1)  # the release is written
+
+    assert await real(keys=keys, args=args) == [-2]  # Redis runs the admit late: a no-op
+    assert held_anywhere(raw) == 0
+    monkeypatch.setattr(store, "_admit_script", real)
+    assert isinstance(await store.admit([KEY, MONTH], [1.0, 1.0], 1.0), Hold)
+
+
+async def test_admit_whose_reply_was_lost_is_released(
+    redis_server: RedisServer, raw: Any, make_store: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other order: Redis reserved, the answer never came; the release frees it."""
+    store = make_store(redis_server.url)
+    real = store._admit_script
+
+    async def reply_lost(keys: list[str], args: list[Any]) -> Any:
+        await real(keys=keys, args=args)
+        raise redis.exceptions.TimeoutError("Timeout reading from socket")
+
+    monkeypatch.setattr(store, "_admit_script", reply_lost)
+    with pytest.raises(StoreUnavailable):
+        await store.admit([KEY], [1.0], 0.75)
+    assert raw.hlen(f"{PREFIX}{KEY}:held") == 1
+    await eventually(lambda: held_anywhere(raw) == 0)  # released by the retry loop
+    monkeypatch.setattr(store, "_admit_script", real)
+    assert isinstance(await store.admit([KEY], [1.0], 1.0), Hold)
+
+
+async def test_settle_whose_reply_was_lost_counts_once(
+    redis_server: RedisServer, raw: Any, make_store: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store(redis_server.url)
+    hold = await store.admit([KEY], [10.0], 0.5)
+    assert isinstance(hold, Hold)
+    real = store._finish_script
+    runs = 0
+
+    async def first_reply_lost(keys: list[str], args: list[Any]) -> Any:
+        nonlocal runs
+        runs += 1
+        reply = await real(keys=keys, args=args)
+        if runs == 1:
+            raise redis.exceptions.TimeoutError("Timeout reading from socket")
+        return reply
+
+    monkeypatch.setattr(store, "_finish_script", first_reply_lost)
+    store.settle(hold, 0.25)
+    await eventually(lambda: runs >= 2 and store.queued_settles == 0)
+    assert raw.get(f"{PREFIX}{KEY}:spent") == "0.25"
+    assert store.spent(KEY) == 0.25
+    assert held_anywhere(raw) == 0
+
+
+async def test_settle_of_a_hold_without_token(
+    redis_server: RedisServer, raw: Any, make_store: Factory
+) -> None:
+    store = make_store(redis_server.url)
+    store.settle(Hold((KEY, KEY)), 0.25)  # each gets an id of its own: two calls, two charges
+    store.settle(Hold((KEY,)), 0.5)
+    await eventually(lambda: store.spent(KEY) == 0.75)
+    assert raw.get(f"{PREFIX}{KEY}:spent") == "0.75"
+
+
+async def test_queue_is_bounded_and_merging_never_counts_twice(
+    redis_server: RedisServer, raw: Any, make_store: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bound, calls = 3, 7
+    monkeypatch.setattr(redis_store, "MAX_QUEUED_TOKENS", bound)
+    errors: list[str] = []
+    store = make_store(redis_server.url, on_error=errors.append)
+    holds = [await store.admit([KEY, MONTH], [100.0, 100.0], 0.5) for _ in range(calls)]
+    costs = [(i + 1) / 16 for i in range(calls)]
+
+    redis_server.pause()
+    with pytest.raises(StoreUnavailable):  # its release is queued (and sent): 1 of 3
+        await store.admit([KEY], [100.0], 0.5)
+    for hold, cost in zip(holds, costs, strict=True):
+        assert isinstance(hold, Hold)
+        store.settle(hold, cost)  # Redis is known down: never sent, queued at once
+    # 2 more fit in the queue; 5 merged, whose ids are kept up to the bound, 2 dropped
+    assert store.queued_settles == calls
+    assert store.merged_settles == calls - (bound - 1)
+    assert store.dropped_releases == calls - (bound - 1) - bound
+    assert store.spent(KEY) == store.spent(MONTH) == sum(costs)
+    assert any("merged" in e for e in errors) and any("lapse" in e for e in errors)
+    await asyncio.sleep(1.5)  # the retry loop sends the queue, not the merged batch
+    redis_server.resume()
+
+    await eventually(lambda: store.queued_settles == 0, 10)
+    for key in (KEY, MONTH):
+        assert float(raw.get(f"{PREFIX}{key}:spent")) == sum(costs)  # nothing lost or doubled
+        assert store.spent(key) == sum(costs)
+    # only the dropped ids stay held, until their reservations lapse
+    assert raw.hlen(f"{PREFIX}{KEY}:held") == store.dropped_releases
+
+
+async def test_settles_beyond_the_writes_in_flight_queue(
+    redis_server: RedisServer, raw: Any, make_store: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_store, "MAX_WRITES_IN_FLIGHT", 2)
+    store = make_store(redis_server.url)
+    holds = [await store.admit([KEY], [100.0], 0.5) for _ in range(6)]
+    for hold in holds:
+        assert isinstance(hold, Hold)
+        store.settle(hold, 0.125)
+    assert store.queued_settles == 4  # 2 sent at once, the rest wait for the next flush
+    await eventually(lambda: store.queued_settles == 0)
+    await eventually(lambda: store.spent(KEY) == 0.75)
+    assert raw.get(f"{PREFIX}{KEY}:spent") == "0.75"
+    assert held_anywhere(raw) == 0
