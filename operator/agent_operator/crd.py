@@ -173,41 +173,45 @@ def schema() -> dict[str, Any]:
     }
 
 
-def crd() -> dict[str, Any]:
-    """The CustomResourceDefinition object."""
+def _definition(
+    kind: str, plural: str, version: dict[str, Any], short_names: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """A namespaced CRD of our group with one served, stored version."""
+    names: dict[str, Any] = {
+        "kind": kind,
+        "listKind": f"{kind}List",
+        "plural": plural,
+        "singular": kind.lower(),
+    }
+    if short_names:
+        names["shortNames"] = list(short_names)
+    names["categories"] = ["agents"]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {
-            "name": CRD_NAME,
+            "name": f"{plural}.{GROUP}",
             "labels": {"app.kubernetes.io/name": "agent-operator"},
         },
         "spec": {
             "group": GROUP,
-            "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": KIND.lower(),
-                "shortNames": ["agd"],
-                "categories": ["agents"],
-            },
+            "names": names,
             "scope": "Namespaced",
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "schema": {"openAPIV3Schema": schema()},
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": PRINTER_COLUMNS,
-                }
-            ],
+            "versions": [{"name": VERSION, "served": True, "storage": True, **version}],
         },
     }
 
 
-RECORD_CRD_NAME: Final = f"{ledger.RECORD_PLURAL}.{GROUP}"
+def crd() -> dict[str, Any]:
+    """The AgentDeployment CustomResourceDefinition object."""
+    version = {
+        "schema": {"openAPIV3Schema": schema()},
+        "subresources": {"status": {}},
+        "additionalPrinterColumns": PRINTER_COLUMNS,
+    }
+    return _definition(KIND, PLURAL, version, ("agd",))
+
+
 POLICY_NAME: Final = f"gateway-writes-own-spend.{GROUP}"
 _POD_UID_EXTRA: Final = "authentication.kubernetes.io/pod-uid"
 
@@ -215,53 +219,30 @@ _POD_UID_EXTRA: Final = "authentication.kubernetes.io/pod-uid"
 def spend_record_crd() -> dict[str, Any]:
     """The SpendRecord CRD: the ledger's records (no status: one writer owns each)."""
     spec = ledger.SpendRecordSpec.model_json_schema(by_alias=True)
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {
-            "name": RECORD_CRD_NAME,
-            "labels": {"app.kubernetes.io/name": "agent-operator"},
+    version = {
+        "schema": {
+            "openAPIV3Schema": {
+                "type": "object",
+                "description": "Spend of one pod (or of the pods already gone) of an "
+                "AgentDeployment in one budget period; written by the gateway sidecars "
+                "and the operator, read by both.",
+                "required": ["spec"],
+                "properties": {
+                    "apiVersion": {"type": "string"},
+                    "kind": {"type": "string"},
+                    "metadata": {"type": "object"},
+                    "spec": openapi(spec, spec.get("$defs", {})),
+                },
+            }
         },
-        "spec": {
-            "group": GROUP,
-            "names": {
-                "kind": ledger.RECORD_KIND,
-                "listKind": f"{ledger.RECORD_KIND}List",
-                "plural": ledger.RECORD_PLURAL,
-                "singular": ledger.RECORD_KIND.lower(),
-                "categories": ["agents"],
-            },
-            "scope": "Namespaced",
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "description": "Spend of one pod (or of the pods already gone) "
-                            "of an AgentDeployment in one budget period; written by the "
-                            "gateway sidecars and the operator, read by both.",
-                            "required": ["spec"],
-                            "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": openapi(spec, spec.get("$defs", {})),
-                            },
-                        }
-                    },
-                    "additionalPrinterColumns": [
-                        {"name": "Agent", "type": "string", "jsonPath": ".spec.agent"},
-                        {"name": "Period", "type": "string", "jsonPath": ".spec.periodKey"},
-                        {"name": "Pod", "type": "string", "jsonPath": ".spec.podName"},
-                        {"name": "Spent", "type": "number", "jsonPath": ".spec.spentUSD"},
-                    ],
-                }
-            ],
-        },
+        "additionalPrinterColumns": [
+            {"name": "Agent", "type": "string", "jsonPath": ".spec.agent"},
+            {"name": "Period", "type": "string", "jsonPath": ".spec.periodKey"},
+            {"name": "Pod", "type": "string", "jsonPath": ".spec.podName"},
+            {"name": "Spent", "type": "number", "jsonPath": ".spec.spentUSD"},
+        ],
     }
+    return _definition(ledger.RECORD_KIND, ledger.RECORD_PLURAL, version)
 
 
 def spend_record_policy() -> list[dict[str, Any]]:

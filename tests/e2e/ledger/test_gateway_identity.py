@@ -20,7 +20,7 @@ import pytest
 import yaml
 from tests.e2e.conftest import OperatorProcess
 from tests.e2e.ledger.harness import kube_json, live_pods, pod_token
-from tests.e2e.ledger.test_shared_budget import wait_for
+from tests.e2e.test_operator import wait_for
 
 from agent_operator.gateway.kubeapi import KubeAPI, KubeError
 from agent_operator.ledger import SpendRecordSpec, gateway_identity, period_key, record_body

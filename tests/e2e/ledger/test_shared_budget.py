@@ -12,15 +12,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import pytest
 import yaml
 from tests.e2e.conftest import OperatorProcess
 from tests.e2e.ledger.harness import PodGateway, kube_json, ledger_total, live_pods, pod_gateway
+from tests.e2e.test_operator import wait_for
 from tests.fakes.upstream import FakeUpstream
 
 from agent_operator.ledger import MIN_WRITE_GAP_SECONDS, flush_delta
@@ -28,7 +28,6 @@ from localcluster import Cluster
 
 pytestmark = pytest.mark.e2e
 
-T = TypeVar("T")
 AGENT = "spender"
 REPLICAS = 5
 WORKERS = 2  # calls in flight per gateway
@@ -38,17 +37,6 @@ LIMIT = 1.0
 LATENCY = 0.2  # seconds the fake provider takes per answer
 FLUSH_SECONDS = 2.0  # the rendered default (ledger.FLUSH_INTERVAL_SECONDS)
 CHAT = {"model": "ledger-model", "messages": [{"role": "user", "content": "hello"}]}
-
-
-def wait_for(predicate: Callable[[], T], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
 
 
 def setup_agent(cluster: Cluster, namespace: str, upstream_url: str) -> None:
