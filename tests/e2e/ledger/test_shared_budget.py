@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +72,16 @@ def setup_agent(cluster: Cluster, namespace: str, upstream_url: str) -> None:
     cluster.kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump(body))
 
 
+@pytest.fixture
+async def started() -> AsyncIterator[list[PodGateway]]:
+    """Gateways started by the test; all stopped at its end, whatever happened."""
+    gateways: list[PodGateway] = []
+    yield gateways
+    await asyncio.gather(*(g.stop() for g in gateways))
+
+
 async def start_gateways(
-    cluster: Cluster, namespace: str, root: Path, count: int
+    cluster: Cluster, namespace: str, root: Path, count: int, started: list[PodGateway]
 ) -> list[PodGateway]:
     pods = await asyncio.to_thread(
         wait_for,
@@ -81,6 +90,7 @@ async def start_gateways(
         f"{count} pods of the ReplicaSet",
     )
     gateways = [pod_gateway(cluster, namespace, AGENT, pod, uid, root) for pod, uid in pods]
+    started += gateways
     await asyncio.gather(*(g.start() for g in gateways))
     return gateways
 
@@ -126,11 +136,15 @@ def billed_usd(upstream: FakeUpstream) -> float:
 
 
 async def test_five_gateways_hold_one_budget_and_lose_nothing_to_kill9(
-    cluster: Cluster, namespace: str, operator_process: OperatorProcess, tmp_path: Path
+    cluster: Cluster,
+    namespace: str,
+    operator_process: OperatorProcess,
+    tmp_path: Path,
+    started: list[PodGateway],
 ) -> None:
     async with FakeUpstream(delay=LATENCY) as upstream:
         setup_agent(cluster, namespace, upstream.url)
-        gateways = await start_gateways(cluster, namespace, tmp_path, REPLICAS)
+        gateways = await start_gateways(cluster, namespace, tmp_path, REPLICAS, started)
 
         # a first round of spend on every gateway
         await Load().run(gateways, stop_after=4)
