@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv controlplane cluster-up cluster-down demo lint test test-unit bench crd
+.PHONY: venv controlplane helm cluster-up cluster-down demo lint test test-unit bench crd
 
 venv: $(VENV)/.installed
 
@@ -14,6 +14,10 @@ $(VENV)/.installed: pyproject.toml
 
 controlplane:
 	hack/build-controlplane
+
+# helm for the chart's tests, from its Go module (cached like the control plane).
+helm:
+	hack/build-helm
 
 cluster-up: controlplane
 	hack/cluster up
@@ -35,10 +39,10 @@ test-unit: venv
 
 # The whole suite: lint, unit, and e2e against the local control plane
 # (started by the test session when it is not already running).
-test: venv controlplane lint
+test: venv controlplane helm lint
 	$(BIN)/pytest
 
 crd: venv
 	$(BIN)/agent-operator crd > crds/agentdeployments.agents.dev.yaml
 	$(BIN)/agent-operator crd spendrecords > crds/spendrecords.agents.dev.yaml
-	cp crds/agentdeployments.agents.dev.yaml crds/spendrecords.agents.dev.yaml charts/agent-operator/crds/
+	$(BIN)/python hack/chartgen.py

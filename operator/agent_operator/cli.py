@@ -15,12 +15,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gateway": ("agent_operator.gateway.main", "run the gateway sidecar"),
     "render": ("agent_operator.render", "print the children of a manifest, offline"),
     "crd": ("agent_operator.crd", "print the AgentDeployment CRD"),
+    "healthcheck": (
+        "agent_operator.healthcheck",
+        "GET /healthz of this container's run/gateway process (the image's HEALTHCHECK)",
+    ),
 }
 
 
 def usage() -> str:
     lines = ["usage: agent-operator COMMAND [args...]", "", "commands:"]
-    lines += [f"  {name:<8} {help_}" for name, (_, help_) in COMMANDS.items()]
+    width = max(map(len, COMMANDS))
+    lines += [f"  {name:<{width}} {help_}" for name, (_, help_) in COMMANDS.items()]
     return "\n".join(lines)
 
 

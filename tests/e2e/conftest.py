@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -61,7 +62,7 @@ def namespace(cluster: Cluster) -> Iterator[str]:
 
 CRD_FILE = REPO / "crds" / "agentdeployments.agents.dev.yaml"
 LEDGER_FILE = REPO / "crds" / "spendrecords.agents.dev.yaml"
-PEERING_CRDS = REPO / "operator" / "agent_operator" / "operator" / "kopf-peering.yaml"
+PEERING_CRDS = REPO / "crds" / "kopf-peering.yaml"
 
 
 def _free_port() -> int:
@@ -132,6 +133,17 @@ class OperatorProcess:
         with urllib.request.urlopen(url, timeout=5) as response:
             text: str = response.read().decode()
             return text
+
+    def readyz(self) -> tuple[int, str]:
+        """Status and text of /readyz; (0, why) when it does not answer."""
+        url = f"http://127.0.0.1:{self.health_port}/readyz"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode()
+        except OSError as err:
+            return 0, str(err)
 
     def kill(self) -> None:
         """SIGKILL: no cleanup of any kind, as a crash or an OOM kill."""

@@ -7,7 +7,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import get_args
+from typing import Final, Literal, get_args
 
 from agent_operator.builders import BuildOptions
 from agent_operator.builders.options import PullPolicy
@@ -17,6 +17,11 @@ ENV_PREFIX = "AGENT_OPERATOR_"
 # clock for the budget alone (periods, resetsAt, when a period ends), so that
 # e2e tests can put the operator just before a UTC period boundary. No flag.
 CLOCK_OFFSET_ENV = ENV_PREFIX + "CLOCK_OFFSET_SECONDS"
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+LOG_FORMATS: Final = ("json", "text")
+# kopf's keep-alive comes every lifetime - 5..10 s but at least every second:
+# below 5 s a keep-alive could not land before the record it renews expires.
+MIN_PEERING_LIFETIME: Final = 5
 
 
 @dataclass(frozen=True)
@@ -26,7 +31,8 @@ class Config:
     namespaces: tuple[str, ...]
     peering: str | None
     standalone: bool
-    priority: int
+    priority: int | None  # None: auto, derived at start (peering.auto_priority)
+    peering_lifetime_seconds: int
     workers: int
     resync_seconds: float
     backoff_base_seconds: float
@@ -34,8 +40,8 @@ class Config:
     watch_timeout_seconds: int  # the API refuses a fractional timeoutSeconds
     metrics_port: int
     health_port: int
-    log_format: str
-    verbose: bool
+    log_format: str  # one of LOG_FORMATS
+    log_level: str  # one of LOG_LEVELS
     build: BuildOptions
     time_scale: float = 1.0  # testing only: rotation durations pass this many times faster
     clock_offset_seconds: float = 0.0  # testing only: see CLOCK_OFFSET_ENV
@@ -44,9 +50,29 @@ class Config:
     def clusterwide(self) -> bool:
         return not self.namespaces
 
+    @property
+    def verbose(self) -> bool:
+        return self.log_level == "debug"
+
 
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _priority(value: str) -> int | Literal["auto"]:
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer or 'auto': {value!r}") from None
+
+
+def _default_log_level(env: Mapping[str, str]) -> str:
+    level = env.get(ENV_PREFIX + "LOG_LEVEL", "").strip()
+    if level:
+        return level
+    return "debug" if _truthy(env.get(ENV_PREFIX + "VERBOSE")) else "info"
 
 
 def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -89,9 +115,19 @@ def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--priority",
+        type=_priority,
+        default=env.get(ENV_PREFIX + "PRIORITY") or None,
+        metavar="N|auto",
+        help="peering priority: the highest live one acts. 'auto' (the default with "
+        "--peering, else 0): below every explicit priority >= 0, the earliest started "
+        "replica first",
+    )
+    p.add_argument(
+        "--peering-lifetime-seconds",
         type=int,
-        default=int(default("PRIORITY", "0")),
-        help="peering priority; give replicas different values (equal ones freeze)",
+        default=int(default("PEERING_LIFETIME_SECONDS", "10")),
+        help="a replica that stops renewing its peering record (kill -9) is taken "
+        "over after at most this long; renewed every 1-5 s (kopf: lifetime - 5..10 s)",
     )
     p.add_argument(
         "--workers",
@@ -133,15 +169,31 @@ def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "--health-port",
         type=int,
         default=int(default("HEALTH_PORT", "8081")),
-        help="port of /healthz (0: off)",
+        help="port of /healthz (live) and /readyz (ready) (0: off)",
     )
-    p.add_argument("--log-format", choices=["json", "text"], default=default("LOG_FORMAT", "json"))
+    p.add_argument(
+        "--log-format",
+        type=str.lower,
+        choices=LOG_FORMATS,
+        default=default("LOG_FORMAT", "json"),
+        help="json: one JSON object a line (the default); text: kopf's plain lines",
+    )
+    # Both write log_level; the last one given wins. -v keeps the default of --log-level.
+    p.add_argument(
+        "--log-level",
+        type=str.lower,
+        choices=LOG_LEVELS,
+        default=_default_log_level(env),
+        help="least severe level logged (env LOG_LEVEL; VERBOSE=true means debug)",
+    )
     p.add_argument(
         "-v",
         "--verbose",
-        action="store_true",
-        default=_truthy(env.get(ENV_PREFIX + "VERBOSE")),
-        help="debug logs",
+        action="store_const",
+        const="debug",
+        dest="log_level",
+        default=argparse.SUPPRESS,
+        help="the same as --log-level debug",
     )
     p.add_argument(
         "--gateway-image",
@@ -166,7 +218,20 @@ def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
 def load(argv: list[str], env: Mapping[str, str] | None = None) -> Config:
     """Parse flags over environment defaults (`env` defaults to os.environ)."""
     env = os.environ if env is None else env
-    args = parser(env).parse_args(argv)
+    p = parser(env)
+    args = p.parse_args(argv)
+    # argparse checks `choices` of given flags only, not of environment defaults.
+    for value, choices, name in (
+        (args.log_level, LOG_LEVELS, "LOG_LEVEL"),
+        (args.log_format, LOG_FORMATS, "LOG_FORMAT"),
+    ):
+        if value not in choices:
+            p.error(f"{ENV_PREFIX}{name}: {value!r} is not one of {', '.join(choices)}")
+    if args.peering_lifetime_seconds < MIN_PEERING_LIFETIME:
+        p.error(f"--peering-lifetime-seconds: at least {MIN_PEERING_LIFETIME}")
+    priority: int | str = args.priority
+    if priority is None:
+        priority = "auto" if args.peering else 0
     namespaces = args.namespaces
     if namespaces is None and not args.all_namespaces:
         namespaces = [n for n in env.get(ENV_PREFIX + "NAMESPACES", "").split(",") if n.strip()]
@@ -174,7 +239,8 @@ def load(argv: list[str], env: Mapping[str, str] | None = None) -> Config:
         namespaces=tuple(n.strip() for n in namespaces or ()),
         peering=args.peering,
         standalone=args.standalone,
-        priority=args.priority,
+        priority=priority if isinstance(priority, int) else None,
+        peering_lifetime_seconds=args.peering_lifetime_seconds,
         workers=max(1, args.workers),
         resync_seconds=args.resync_seconds,
         backoff_base_seconds=args.backoff_base_seconds,
@@ -183,7 +249,7 @@ def load(argv: list[str], env: Mapping[str, str] | None = None) -> Config:
         metrics_port=args.metrics_port,
         health_port=args.health_port,
         log_format=args.log_format,
-        verbose=args.verbose,
+        log_level=args.log_level,
         build=BuildOptions(
             gateway_image=args.gateway_image,
             gateway_image_pull_policy=args.gateway_image_pull_policy,

@@ -30,7 +30,8 @@ from agent_operator.api import GROUP, ISSUER_SOURCE_LABEL, KIND, PLURAL, VERSION
 from agent_operator.builders.labels import AGENT_LABEL, MANAGED_BY
 from agent_operator.operator import metrics
 from agent_operator.operator.config import Config
-from agent_operator.operator.peering import PeeringGate
+from agent_operator.operator.health import HealthServer, resource_name
+from agent_operator.operator.peering import PeeringMonitor
 from agent_operator.operator.reconcile import Reconciler, object_logger
 from agent_operator.operator.workqueue import ShutDown, WorkQueue
 
@@ -51,6 +52,12 @@ CHILD_RESOURCES: Final = (
 # Secrets are watched without a server-side label selector: one watch serves our
 # children and the issuer sources (other labels), each handler filtering its own.
 SERVER_FILTERED: Final = CHILD_RESOURCES[:-1]
+# Everything kopf watches for us (what /readyz waits for), as kubectl names it.
+WATCHED: Final = (
+    resource_name(GROUP, PLURAL),
+    resource_name(GROUP, ledger.RECORD_PLURAL),
+    *(resource_name(group, plural) for group, _, plural in CHILD_RESOURCES),
+)
 # A due key step is looked at no later than this after it falls due.
 _DUE_SLACK_SECONDS: Final = 0.5
 # Failures that are the API server's, not ours: logged without a traceback.
@@ -85,10 +92,14 @@ def owner_key(body: Mapping[str, Any]) -> Key | None:
 class Runtime:
     """The work queue and its workers; one per operator process."""
 
-    def __init__(self, config: Config, reconciler: Reconciler, gate: PeeringGate) -> None:
+    def __init__(self, config: Config, reconciler: Reconciler, gate: PeeringMonitor) -> None:
         self.config = config
         self.reconciler = reconciler
         self.gate = gate
+        # Keys met while a peer acts: reconciled as soon as we act (kopf's re-list on
+        # resume may come before our gate opens, and timers are ours alone).
+        self.parked: set[Key] = set()
+        gate.listeners.append(self._peering_changed)
         self.queue: WorkQueue[Key] = WorkQueue(
             config.backoff_base_seconds, config.backoff_max_seconds
         )
@@ -110,6 +121,13 @@ class Runtime:
             asyncio.create_task(self.worker(), name=f"reconcile-worker-{i}")
             for i in range(self.config.workers)
         ]
+        self.tasks.append(asyncio.create_task(self.gate.run(), name="peering-monitor"))
+
+    def _peering_changed(self, active: bool) -> None:
+        if active and not self.stopping:
+            for key in self.parked:
+                self.queue.add_nowait(key)
+            self.parked.clear()
 
     async def stop(self) -> None:
         self.stopping = True
@@ -158,8 +176,9 @@ class Runtime:
         async with self.lock(key):
             self.budget_started[key] = asyncio.get_running_loop().time()
             try:
-                if not await asyncio.to_thread(self.gate.allows, key[0]):
-                    return  # a peer acts; kopf re-lists (and so pokes again) on resume
+                if not self.gate.active:
+                    self.parked.add(key)  # a peer acts; ours is a full reconcile later
+                    return
                 due = await asyncio.to_thread(self.reconciler.refresh_budget, *key)
             except Exception as err:
                 failures = self.budget_failures[key] = self.budget_failures.get(key, 0) + 1
@@ -209,10 +228,9 @@ class Runtime:
         logger = object_logger(*key)
         started = time.monotonic()
         try:
-            if not await asyncio.to_thread(self.gate.allows, key[0]):
-                # Paused in favour of a peer; kopf re-lists (and so re-queues) on resume.
+            if not self.gate.active:
                 logger.debug("not reconciling: another replica is active")
-                self.queue.add_after(key, self.config.resync_seconds)
+                self.parked.add(key)
                 return
             async with self.lock(key):
                 result = await asyncio.to_thread(self.reconciler.reconcile, *key)
@@ -267,7 +285,9 @@ class Runtime:
         self.queue.add_after(key, delay)
 
 
-def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
+def register(
+    registry: kopf.OperatorRegistry, runtime: Runtime, health: HealthServer | None = None
+) -> None:
     """Register every kopf handler of the operator on `registry`."""
     config = runtime.config
 
@@ -296,16 +316,25 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
             settings.watching.label_selectors[(group, version, plural)] = (
                 f"{MANAGED_BY_LABEL}={MANAGED_BY}"
             )
-        settings.peering.priority = config.priority
+        # Peering: our priority (a tie-break lowers it later) and a short lifetime, so that
+        # a kill -9 fails over in seconds (kopf resumes a standby when the dead peer's
+        # record expires: https://github.com/nolar/kopf/pull/581). Keep-alives come every
+        # lifetime - 5..10 s (at least 1 s); not logged one by one.
+        runtime.gate.bind(settings)
+        settings.peering.stealth = True
         if config.peering:
             settings.peering.name = config.peering
             settings.peering.mandatory = True
         settings.peering.standalone = config.standalone
         runtime.start()
+        if health is not None:
+            await health.start()
 
     @kopf.on.cleanup(registry=registry)
     async def stop(**_: Any) -> None:
         await runtime.stop()
+        if health is not None:
+            await health.stop()
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     async def agent_deployment_event(

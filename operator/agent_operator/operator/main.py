@@ -13,35 +13,59 @@ from kopf._core.engines.peering import Identity  # kopf takes it in run() but do
 
 from agent_operator.operator import config as settings
 from agent_operator.operator import metrics
-from agent_operator.operator.handlers import Runtime, register
+from agent_operator.operator.handlers import WATCHED, Runtime, register
+from agent_operator.operator.health import HealthServer, Readiness, WatchTracker, track_kopf_watches
 from agent_operator.operator.kube import Kube
-from agent_operator.operator.peering import PeeringGate
+from agent_operator.operator.peering import PeeringMonitor, auto_priority
 from agent_operator.operator.reconcile import Reconciler
 from agent_operator.operator.spendledger import SpendLedger
 
 log = logging.getLogger("agent_operator.operator")
 
 
-def main(argv: list[str]) -> int:
-    config = settings.load(argv)
+def configure_logging(config: settings.Config) -> None:
+    """kopf's formatter (JSON lines or text) on the root logger, at `config.log_level`."""
     kopf.configure(
         verbose=config.verbose,
         log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.FULL,
         log_prefix=config.log_format != "json",
     )
+    level = logging.getLevelNamesMapping()[config.log_level.upper()]
+    logging.getLogger().setLevel(level)
     # The Kubernetes client logs every retried connection at WARNING; ours say enough.
-    logging.getLogger("urllib3").setLevel(logging.ERROR)
-    if not config.verbose:
-        # kopf logs "Handler ... succeeded" per watch event, and aiohttp every probe.
-        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(max(level, logging.ERROR))
+    # kopf logs "Handler ... succeeded" per watch event, and aiohttp every request.
+    chatty = level if config.verbose else max(level, logging.WARNING)
+    logging.getLogger("kopf.objects").setLevel(chatty)
+    logging.getLogger("aiohttp.access").setLevel(chatty)
+
+
+def main(argv: list[str]) -> int:
+    config = settings.load(argv)
+    configure_logging(config)
     metrics.serve(config.metrics_port)
     kube = Kube.from_environment()
     # Our own identity, so the peering gate can tell this replica from its peers.
     identity = f"agent-operator@{os.environ.get('POD_NAME') or socket.gethostname()}/"
     identity += secrets.token_hex(4)
-    peering = None if config.standalone else (config.peering or "default")
-    gate = PeeringGate(kube, peering, identity, config.priority, config.clusterwide)
+    priority = config.priority
+    if priority is None:
+        priority = auto_priority(time.time(), secrets.randbelow(1024))
+    scopes = [None] if config.clusterwide else list(config.namespaces)
+    gate = PeeringMonitor(
+        kube,
+        None if config.standalone else (config.peering or "default"),
+        identity,
+        priority,
+        scopes=scopes,
+        mandatory=config.peering is not None,
+        lifetime=config.peering_lifetime_seconds,
+    )
+    tracker = WatchTracker()
+    track_kopf_watches(tracker)
+    health = None
+    if config.health_port:
+        health = HealthServer(config.health_port, Readiness(tracker, gate, WATCHED, scopes))
     offset = config.clock_offset_seconds
     if offset:
         log.warning("TEST HOOK: the budget clock runs %+.1fs off the wall clock", offset)
@@ -49,12 +73,15 @@ def main(argv: list[str]) -> int:
     reconciler = Reconciler(kube, config.build, time_scale=config.time_scale, ledger=spend)
     runtime = Runtime(config, reconciler, gate)
     registry = kopf.OperatorRegistry()
-    register(registry, runtime)
+    register(registry, runtime, health)
     log.info(
-        "starting: namespaces=%s peering=%s standalone=%s workers=%d",
+        "starting: namespaces=%s peering=%s standalone=%s identity=%s priority=%d%s workers=%d",
         ",".join(config.namespaces) or "<all>",
         config.peering,
         config.standalone,
+        identity,
+        priority,
+        " (auto)" if config.priority is None else "",
         config.workers,
     )
     kopf.run(
@@ -64,9 +91,7 @@ def main(argv: list[str]) -> int:
         namespaces=config.namespaces,
         standalone=config.standalone or None,
         peering_name=config.peering,
-        priority=config.priority,
-        liveness_endpoint=(
-            f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port else None
-        ),
+        priority=priority,
+        # no liveness_endpoint: our HealthServer serves /healthz and /readyz on that port
     )
     return 0

@@ -39,6 +39,11 @@ MANAGED: Final = Gauge(
     ["kind"],
     registry=REGISTRY,
 )
+PEERING_ACTIVE: Final = Gauge(
+    "agent_operator_peering_active",
+    "1 while this replica acts (alone, or the active peer), 0 while it stands by.",
+    registry=REGISTRY,
+)
 QUEUE_DEPTH: Final = Gauge(
     "agent_operator_queue_depth",
     "Keys waiting in the work queue.",
