@@ -124,8 +124,9 @@ class Load:
         """Each caller stops at its first refusal."""
 
         async def caller(session: aiohttp.ClientSession, i: int) -> None:
-            while (await self.call(session, i)).status == 200:
-                pass
+            status = 200
+            while status == 200:
+                status = (await self.call(session, i)).status
 
         async with aiohttp.ClientSession() as session:
             await asyncio.gather(
