@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from tests.e2e.test_operator import agd, apply, get, manifest, wait_for
+from tests.e2e.test_operator import agd, apply, get, manifest, source_secret, wait_for
 from tests.fakes.openai_admin import FakeOpenAIAdmin, Fault
 
 from agent_operator.api import ADMIN_URLS_ANNOTATION, ISSUER_SOURCE_LABEL
@@ -472,21 +472,7 @@ def test_a_changed_static_source_rotates_within_seconds(
 ) -> None:
     # resync far away: only the watch on the source can be this fast
     make_operator("operator", *SCALE, "--resync-seconds", "600").start()
-    cluster.kubectl(
-        "-n",
-        namespace,
-        "create",
-        "-f",
-        "-",
-        input=json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "upstream", "labels": {ISSUER_SOURCE_LABEL: "true"}},
-                "stringData": {"apiKey": "sk-source-1"},
-            }
-        ),
-    )
+    source_secret(cluster, namespace, "sk-source-1")
     apply(
         cluster,
         namespace,
