@@ -25,7 +25,7 @@ cluster-up: controlplane
 cluster-down:
 	hack/cluster down
 
-demo: venv controlplane
+demo: venv controlplane helm
 	hack/demo
 
 lint: venv

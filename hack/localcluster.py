@@ -39,9 +39,12 @@ DEFAULT_DIR = REPO / ".cluster"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
 # Stop order: the apiserver's etcd client keeps retrying if etcd goes first.
 STOP_ORDER = ("kube-controller-manager", "kube-apiserver", "etcd")
+DEFAULT_SERVICE_CIDR = "10.0.0.0/24"
 
 # Logs every request that changes something, so tests can count an
-# operator's writes (RequestReceived would double-count).
+# operator's writes (RequestReceived would double-count), and every request of
+# a ServiceAccount or of user agent-operator, reads too: a refused read shows,
+# and benchmarks count requests per verb.
 AUDIT_POLICY = """\
 apiVersion: audit.k8s.io/v1
 kind: Policy
@@ -49,6 +52,10 @@ omitStages: [RequestReceived]
 rules:
   - level: Metadata
     verbs: [create, update, patch, delete, deletecollection]
+  - level: Metadata
+    users: [agent-operator]
+  - level: Metadata
+    userGroups: [system:serviceaccounts]
   - level: None
 """
 
@@ -74,6 +81,8 @@ class State:
     apiserver_port: int
     controller_manager_port: int
     pids: dict[str, int] = field(default_factory=dict)
+    # Fixed at creation: etcd keeps the Services' IPs, so a restart reuses it.
+    service_cidr: str = DEFAULT_SERVICE_CIDR
 
 
 def free_port() -> int:
@@ -116,8 +125,11 @@ def build_binary() -> Path:
 class Cluster:
     """One local control plane rooted at a data directory."""
 
-    def __init__(self, root: Path = DEFAULT_DIR) -> None:
+    def __init__(self, root: Path = DEFAULT_DIR, service_cidr: str = DEFAULT_SERVICE_CIDR) -> None:
+        """service_cidr: the Services' IP range of a cluster created here (a /24 holds
+        about 250 Services); an existing cluster keeps the range in its state.json."""
         self.root = root.resolve()
+        self.service_cidr = service_cidr
         self.bin = self.root / "bin"
         self.pki = self.root / "pki"
         self.logs = self.root / "logs"
@@ -138,7 +150,9 @@ class Cluster:
         if state:
             self._stop(state)
         self._prepare()
-        state = state or State(free_port(), free_port(), free_port(), free_port())
+        state = state or State(
+            free_port(), free_port(), free_port(), free_port(), service_cidr=self.service_cidr
+        )
         # Reuse the saved ports when free: etcd's member record keeps its peer URL.
         for name in ("etcd_port", "etcd_peer_port", "apiserver_port", "controller_manager_port"):
             if port_open(getattr(state, name)):
@@ -200,6 +214,21 @@ class Cluster:
         if check and result.returncode != 0:
             raise ClusterError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
         return result
+
+    def service_account_kubeconfig(
+        self, namespace: str, account: str, path: Path, duration: str = "2h"
+    ) -> Path:
+        """Write a kubeconfig holding a TokenRequest token of ServiceAccount `account`
+        (what a pod of it would hold): exactly that account's RBAC."""
+        token = self.kubectl(
+            "-n", namespace, "create", "token", account, "--duration", duration
+        ).stdout.strip()
+        config = json.loads(self.kubeconfig.read_text())
+        config["users"] = [{"name": account, "user": {"token": token}}]
+        config["contexts"] = [{"name": "local", "context": {"cluster": "local", "user": account}}]
+        path.write_text(json.dumps(config, indent=2))
+        path.chmod(0o600)
+        return path
 
     def server(self, state: State | None = None) -> str:
         state = state or self._require_state()
@@ -360,7 +389,7 @@ class Cluster:
                 "--service-account-issuer=https://kubernetes.default.svc",
                 f"--service-account-key-file={pki / 'sa.pub'}",
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
-                "--service-cluster-ip-range=10.0.0.0/24",
+                f"--service-cluster-ip-range={state.service_cidr}",
                 "--authorization-mode=RBAC",
                 "--endpoint-reconciler-type=none",
                 f"--audit-policy-file={self.root / 'audit-policy.yaml'}",

@@ -9,6 +9,7 @@ never a skip.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -19,12 +20,14 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from kubernetes import client, config
 
-from localcluster import Cluster, build_binary  # hack/ is on pytest's pythonpath
+import helm  # hack/ is on pytest's pythonpath
+from localcluster import Cluster, build_binary
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -72,8 +75,77 @@ def _free_port() -> int:
         return port
 
 
+class ChartIdentity:
+    """The Helm chart installed for one namespace (namespaced mode, peering on, as
+    `watchNamespaces: [namespace]` renders it): its ServiceAccount is who the test's
+    operators run as, so every e2e test exercises the chart's RBAC, nothing more."""
+
+    def __init__(self, cluster: Cluster, namespace: str, kubeconfig: Path) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+        self.release = namespace  # unique: the ClusterRole and its binding carry it
+        self.account = f"{self.release}-agent-operator"
+        self.user = f"system:serviceaccount:{namespace}:{self.account}"
+        self._kubeconfig = kubeconfig
+        self._audit_offset = 0
+        self._counted_from = ""  # refusals received earlier are not the chart's doing
+
+    def not_before(self, when: float) -> None:
+        """Count refusals received from `when` on: a restarting API server refuses
+        everyone until its RBAC cache has synced, whatever the chart grants."""
+        self._counted_from = datetime.fromtimestamp(when, UTC).isoformat().replace("+00:00", "Z")
+
+    def install(self) -> Path:
+        """Install the release (once) and return a kubeconfig of its ServiceAccount."""
+        if not self._kubeconfig.exists():
+            self._audit_offset = self.cluster.audit_log.stat().st_size
+            helm.run(
+                "install",
+                self.release,
+                str(helm.CHART),
+                "--namespace",
+                self.namespace,
+                "--set",
+                f"watchNamespaces={{{self.namespace}}}",
+                # The policy comes with crds/ (the agent_crd fixture): not this release's.
+                "--set",
+                "spendRecordPolicy.create=false",
+                kubeconfig=self.cluster.kubeconfig,
+            )
+            self.cluster.service_account_kubeconfig(self.namespace, self.account, self._kubeconfig)
+        return self._kubeconfig
+
+    def refused(self) -> list[str]:
+        """The requests of this identity that authorization refused, from the audit log
+        (a 403 from admission, e.g. a ResourceQuota, is not RBAC's and not counted)."""
+        if not self._kubeconfig.exists():
+            return []
+        with self.cluster.audit_log.open() as log:
+            log.seek(self._audit_offset)
+            entries = [json.loads(line) for line in log if f'"{self.user}"' in line]
+        return [
+            f"{e['verb']} {e['requestURI']}"
+            for e in entries
+            if e["user"]["username"] == self.user
+            and (e.get("annotations") or {}).get("authorization.k8s.io/decision") == "forbid"
+            and e["requestReceivedTimestamp"] >= self._counted_from
+        ]
+
+    def uninstall(self) -> None:
+        if self._kubeconfig.exists():
+            helm.run(
+                "uninstall",
+                self.release,
+                "--namespace",
+                self.namespace,
+                "--ignore-not-found",
+                kubeconfig=self.cluster.kubeconfig,
+            )
+
+
 class OperatorProcess:
-    """`agent-operator run` in a subprocess, as the user agent-operator, scoped to a namespace."""
+    """`agent-operator run` in a subprocess scoped to a namespace, as `kubeconfig`'s user
+    (the test's chart ServiceAccount)."""
 
     def __init__(
         self,
@@ -81,9 +153,11 @@ class OperatorProcess:
         namespace: str,
         log_path: Path,
         *extra: str,
+        kubeconfig: Path,
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.cluster = cluster
+        self.kubeconfig = kubeconfig
         self.env = dict(env or {})  # on top of ours, e.g. AGENT_OPERATOR_CLOCK_OFFSET_SECONDS
         self.namespace = namespace
         self.log_path = log_path
@@ -106,7 +180,7 @@ class OperatorProcess:
             str(self.health_port),
             *self.extra,
         ]
-        env = {**os.environ, "KUBECONFIG": str(self.cluster.operator_kubeconfig), **self.env}
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env}
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 command,
@@ -179,16 +253,41 @@ def agent_crd(cluster: Cluster) -> None:
 
 
 @pytest.fixture
+def chart_identity(
+    cluster: Cluster, agent_crd: None, peering_crds: None, namespace: str, tmp_path: Path
+) -> Iterator[ChartIdentity]:
+    """The chart's identity for the test's namespace; the test fails if it was refused
+    anything (the chart's RBAC lacks a permission the code uses)."""
+    identity = ChartIdentity(cluster, namespace, tmp_path / "operator.kubeconfig")
+    yield identity
+    refused = identity.refused()
+    identity.uninstall()
+    assert not refused, f"the chart's RBAC refused the operator: {refused[:5]}"
+
+
+@pytest.fixture
 def make_operator(
-    cluster: Cluster, agent_crd: None, namespace: str, tmp_path: Path
+    cluster: Cluster, chart_identity: ChartIdentity, namespace: str, tmp_path: Path
 ) -> Iterator[Callable[..., OperatorProcess]]:
-    """Builds (unstarted) operators for the test's namespace; stops them all at the end."""
+    """Builds (unstarted) operators for the test's namespace, running as the chart's
+    ServiceAccount; stops them all at the end."""
     made: list[OperatorProcess] = []
 
     def make(
-        log_name: str = "operator", *extra: str, env: Mapping[str, str] | None = None
+        log_name: str = "operator",
+        *extra: str,
+        env: Mapping[str, str] | None = None,
+        kubeconfig: Path | None = None,
     ) -> OperatorProcess:
-        process = OperatorProcess(cluster, namespace, tmp_path / f"{log_name}.log", *extra, env=env)
+        """kubeconfig: another identity than the test's chart release (one the test made)."""
+        process = OperatorProcess(
+            cluster,
+            namespace,
+            tmp_path / f"{log_name}.log",
+            *extra,
+            kubeconfig=kubeconfig or chart_identity.install(),
+            env=env,
+        )
         made.append(process)
         return process
 

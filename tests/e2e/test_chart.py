@@ -191,19 +191,6 @@ def test_install_upgrade_uninstall(cluster: Cluster, namespace: str, release: st
     assert run_helm(cluster, "list", "--namespace", namespace, "--short").strip() == ""
 
 
-def service_account_kubeconfig(cluster: Cluster, namespace: str, name: str, path: Path) -> Path:
-    """A kubeconfig holding a token of ServiceAccount `name`: exactly the chart's RBAC."""
-    token = cluster.kubectl(
-        "-n", namespace, "create", "token", name, "--duration", "1h"
-    ).stdout.strip()
-    admin = json.loads(cluster.kubeconfig.read_text())
-    admin["users"] = [{"name": name, "user": {"token": token}}]
-    admin["contexts"] = [{"name": "local", "context": {"cluster": "local", "user": name}}]
-    path.write_text(json.dumps(admin))
-    path.chmod(0o600)
-    return path
-
-
 def agent_deployment(name: str, **spec: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "image": "registry.example.com/bot:1.0",
@@ -261,14 +248,15 @@ def test_operator_runs_with_the_charts_rbac(
     settings = env_of(deployment)
     assert settings["AGENT_OPERATOR_NAMESPACES"] == namespace
 
-    kubeconfig = service_account_kubeconfig(cluster, namespace, fullname, tmp_path / "sa.json")
+    kubeconfig = cluster.service_account_kubeconfig(namespace, fullname, tmp_path / "sa.json")
     # The Deployment's environment; the flags make_operator adds say the same (namespace)
     # or only pick free local ports.
     operator = make_operator(
         "chart-operator",
         "--peering",
         settings["AGENT_OPERATOR_PEERING"],
-        env={**settings, "KUBECONFIG": str(kubeconfig), "POD_NAME": f"{fullname}-0"},
+        env={**settings, "POD_NAME": f"{fullname}-0"},
+        kubeconfig=kubeconfig,
     )
     operator.start()
     wait_for(lambda: operator.readyz()[0] == 200, 60, lambda: f"/readyz: {operator.readyz()}")

@@ -13,6 +13,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -157,7 +158,8 @@ def condition(body: dict[str, Any], type_: str) -> dict[str, Any]:
 def test_generated_keys_rotate_on_schedule_and_the_previous_is_dropped_after_its_grace(
     cluster: Cluster, namespace: str, make_operator: Callable[..., OperatorProcess]
 ) -> None:
-    make_operator("operator", *SCALE).start()
+    op = make_operator("operator", *SCALE)
+    op.start()
     apply(
         cluster,
         namespace,
@@ -194,6 +196,16 @@ def test_generated_keys_rotate_on_schedule_and_the_previous_is_dropped_after_its
     assert {"rotatedAt", "nextRotationAt"} <= set(creds)
     assert body["status"]["clientKeys"]["keyID"] in ids["bot-client-keys"]
     assert condition(body, "CredentialsReady")["status"] == "True"
+    # each key's due time is exported (the AgentKeyOverdue alert's source), later than
+    # the rotation status showed (metrics are set before status is written)
+    rotated = datetime.fromisoformat(creds["rotatedAt"].replace("Z", "+00:00")).timestamp()
+    due = {
+        line.split('secret="', 1)[1].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in op.metrics().splitlines()
+        if line.startswith("agent_operator_credential_next_rotation_timestamp_seconds{")
+    }
+    assert set(due) == {"credentials", "client-keys"}, due
+    assert due["credentials"] > rotated, (due, creds)
 
 
 def test_openai_keys_rotate_and_each_previous_key_is_revoked_at_the_issuer(
@@ -471,7 +483,8 @@ def test_a_changed_static_source_rotates_within_seconds(
     make_operator: Callable[..., OperatorProcess],
 ) -> None:
     # resync far away: only the watch on the source can be this fast
-    make_operator("operator", *SCALE, "--resync-seconds", "600").start()
+    op = make_operator("operator", *SCALE, "--resync-seconds", "600")
+    op.start()
     source_secret(cluster, namespace, "sk-source-1")
     apply(
         cluster,
@@ -509,3 +522,5 @@ def test_a_changed_static_source_rotates_within_seconds(
     assert time.monotonic() - started < 15
     assert data(body, "previous") == "sk-source-1"  # valid for the grace period
     assert os.environ.get("AGENT_OPERATOR_CRASH_AT") is None
+    # a key that follows its source has no schedule: never overdue
+    assert "agent_operator_credential_next_rotation_timestamp_seconds{" not in op.metrics()

@@ -21,7 +21,7 @@ from agent_operator.operator.compare import is_subset
 from localcluster import Cluster
 
 if TYPE_CHECKING:
-    from tests.e2e.conftest import OperatorProcess
+    from tests.e2e.conftest import ChartIdentity, OperatorProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -132,16 +132,26 @@ def our_fields(body: dict[str, Any]) -> dict[str, Any]:
     raise AssertionError("no managedFields entry of agent-operator")
 
 
+WRITES = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+
+
+def operator_user(namespace: str) -> str:
+    """Who the test's operator is: the chart's ServiceAccount (conftest's ChartIdentity,
+    a release named after the namespace)."""
+    return f"system:serviceaccount:{namespace}:{namespace}-agent-operator"
+
+
 def operator_writes(cluster: Cluster, namespace: str, since: float) -> list[dict[str, Any]]:
-    """Audit entries of write requests by user agent-operator in `namespace` after `since`."""
+    """Audit entries of write requests by the test's operator in `namespace` after `since`."""
     from datetime import datetime
 
+    user = operator_user(namespace)
     entries = []
     for line in cluster.audit_log.read_text().splitlines():
-        if '"agent-operator"' not in line:
+        if f'"{user}"' not in line:
             continue
         entry = json.loads(line)
-        if entry["user"]["username"] != "agent-operator":
+        if entry["user"]["username"] != user or entry["verb"] not in WRITES:
             continue
         if (entry.get("objectRef") or {}).get("namespace") != namespace:
             continue
@@ -389,7 +399,8 @@ def wait_for_first_write(cluster: Cluster, namespace: str, timeout: float) -> No
             if not line:
                 time.sleep(0.002)
                 continue
-            if '"agent-operator"' in line and f'"namespace":"{namespace}"' in line:
+            ours = f'"{operator_user(namespace)}"' in line and f'"namespace":"{namespace}"' in line
+            if ours and json.loads(line)["verb"] in WRITES:
                 return
     raise AssertionError("the operator wrote nothing")
 
@@ -419,7 +430,7 @@ def test_kill9_mid_reconcile_then_restart_converges(
         (kind, child.replace("bot", name, 1)) for name in names for kind, child in EXPECTED_CHILDREN
     )
     assert children(cluster, namespace) == expected
-    replicasets = get(cluster, namespace, "replicaset")
+    replicasets = get(cluster, namespace, "replicaset", "-l", LABEL)  # not the chart's own
     assert replicasets is not None and len(replicasets["items"]) == len(names)
     for name in names:
         status = agd(cluster, namespace, name)["status"]
@@ -427,12 +438,16 @@ def test_kill9_mid_reconcile_then_restart_converges(
 
 
 def test_operator_survives_apiserver_restart(
-    cluster: Cluster, namespace: str, operator_process: OperatorProcess
+    cluster: Cluster,
+    namespace: str,
+    operator_process: OperatorProcess,
+    chart_identity: ChartIdentity,
 ) -> None:
     source_secret(cluster, namespace)
     apply(cluster, namespace, manifest())
     wait_for(lambda: converged(cluster, namespace), 30, "convergence")
     cluster.restart_apiserver()
+    chart_identity.not_before(time.time())
     apply(cluster, namespace, manifest(image="registry.example.com/bot:after-restart"))
     wait_for(lambda: converged(cluster, namespace), 90, "convergence after apiserver restart")
     deployment = get(cluster, namespace, "deployment", "bot")

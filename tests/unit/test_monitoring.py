@@ -257,6 +257,7 @@ def test_alerts_cover_the_issue() -> None:
         "AgentBudgetSpendHigh",
         "AgentBudgetExhausted",
         "AgentKeyRotationFailing",
+        "AgentKeyOverdue",
         "AgentOperatorReconcileErrors",
         "AgentGatewayCircuitBreakerOpen",
         "AgentGatewayGuardBlocksSpiking",

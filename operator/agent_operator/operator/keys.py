@@ -173,6 +173,10 @@ class KeyKeeper:
             outcome.status = key_status(state, policy)
             age = (self.clock() - state.issued_at).total_seconds() if state.issued_at else 0.0
             metrics.CREDENTIAL_AGE.labels(agd.namespace, agd.name, _which(upstream)).set(age)
+            due = next_rotation(state, policy)
+            metrics.set_next_rotation(
+                agd.namespace, agd.name, _which(upstream), due.timestamp() if due else None
+            )
         return outcome
 
     def _step(

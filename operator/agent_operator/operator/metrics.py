@@ -55,6 +55,13 @@ CREDENTIAL_AGE: Final = Gauge(
     ["namespace", "agentdeployment", "secret"],
     registry=REGISTRY,
 )
+CREDENTIAL_NEXT_ROTATION: Final = Gauge(
+    "agent_operator_credential_next_rotation_timestamp_seconds",
+    "When the current key of a key Secret is due for rotation (Unix time); no series "
+    "for a key without a schedule.",
+    ["namespace", "agentdeployment", "secret"],
+    registry=REGISTRY,
+)
 ROTATIONS: Final = Counter(
     "agent_operator_credential_rotations_total",
     "Keys minted (first issue and rotations), by result (ok, error).",
@@ -103,11 +110,21 @@ def forget_budget(namespace: str, name: str) -> None:
     set_budget(namespace, name, {})
 
 
-def forget_credentials(namespace: str, name: str) -> None:
-    """Drop the age series of a gone AgentDeployment."""
-    for secret in ("credentials", "client-keys"):
+def set_next_rotation(namespace: str, name: str, secret: str, due: float | None) -> None:
+    """Set when a key is due (Unix time); None (no schedule) drops the series."""
+    if due is not None:
+        CREDENTIAL_NEXT_ROTATION.labels(namespace, name, secret).set(due)
+    else:
         with contextlib.suppress(KeyError):
-            CREDENTIAL_AGE.remove(namespace, name, secret)
+            CREDENTIAL_NEXT_ROTATION.remove(namespace, name, secret)
+
+
+def forget_credentials(namespace: str, name: str) -> None:
+    """Drop the key series of a gone AgentDeployment."""
+    for secret in ("credentials", "client-keys"):
+        for gauge in (CREDENTIAL_AGE, CREDENTIAL_NEXT_ROTATION):
+            with contextlib.suppress(KeyError):
+                gauge.remove(namespace, name, secret)
 
 
 KINDS: Final = (
