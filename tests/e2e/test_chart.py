@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -249,6 +250,22 @@ def test_operator_runs_with_the_charts_rbac(
     assert settings["AGENT_OPERATOR_NAMESPACES"] == namespace
 
     kubeconfig = cluster.service_account_kubeconfig(namespace, fullname, tmp_path / "sa.json")
+    # Least privilege: what the chart does not grant, the API server refuses.
+    for outside in (
+        ("-n", "kube-system", "get", "secrets"),  # a namespace it does not watch
+        ("get", "secrets", "--all-namespaces"),
+        ("-n", namespace, "delete", "deployment", "anything"),  # no delete of Deployments
+        ("-n", namespace, "get", "pods", "some-pod"),  # pods: list only
+        ("create", "namespace", f"{namespace}-x"),
+    ):
+        result = subprocess.run(
+            [str(cluster.bin / "kubectl"), "--kubeconfig", str(kubeconfig), *outside],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode != 0 and "forbidden" in result.stderr, (outside, result)
     # The Deployment's environment; the flags make_operator adds say the same (namespace)
     # or only pick free local ports.
     operator = make_operator(
@@ -319,6 +336,7 @@ def test_operator_runs_with_the_charts_rbac(
         for entry in map(json.loads, cluster.audit_log.read_text().splitlines())
         if entry.get("objectRef", {}).get("namespace") == namespace
         and entry["user"]["username"] in (identity, "agent-operator")
+        and not entry.get("userAgent", "").startswith("kubectl")  # the refusals above
     ]
     assert {entry["user"]["username"] for entry in writes} == {identity}
     refused_writes = [e for e in writes if e["responseStatus"]["code"] == 403]
