@@ -221,8 +221,11 @@ def test_apply_creates_children_and_status(
         cluster, namespace, "events", "--field-selector", "involvedObject.kind=AgentDeployment"
     )
     assert events is not None
-    reasons = {e["reason"] for e in events["items"]}
-    assert {"Created", "KeyIssued", "Progressing"} <= reasons
+    # one Event announces the creation: the children, the keys issued, the phase
+    [created] = events["items"]
+    assert created["reason"] == "Created" and created["type"] == "Normal"
+    for said in ("Deployment bot", "Service bot", "issued key", "phase none -> Progressing"):
+        assert said in created["message"], created["message"]
     metrics = operator_process.metrics()
     assert 'agent_operator_reconcile_total{result="synced"}' in metrics
     assert 'agent_operator_managed_objects{kind="Deployment"} 1.0' in metrics

@@ -132,8 +132,8 @@ def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument(
         "--workers",
         type=int,
-        default=int(default("WORKERS", "4")),
-        help="reconciles running at once",
+        default=int(default("WORKERS", "16")),
+        help="reconciles running at once (each waits on the API server most of its time)",
     )
     p.add_argument(
         "--resync-seconds",

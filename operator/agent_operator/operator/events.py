@@ -84,6 +84,23 @@ def transition_events(
     return events
 
 
+def announced(events: Sequence[Event]) -> list[Event]:
+    """What to post of one reconcile's Events: a creation is announced once.
+
+    When the reconcile created children, its Normal Events (each child, the
+    first key, the phase) become one "Created" Event: Events are writes, and
+    a thousand new AgentDeployments must not cost the API server ten thousand
+    of them. Warnings, and the Events of any other reconcile, stay as they are.
+    """
+    normal = [e for e in events if e.type == "Normal"]
+    if len(normal) < 2 or not any(e.reason == "Created" for e in normal):
+        return list(events)
+    created = [e.message.removeprefix("created ") for e in normal if e.reason == "Created"]
+    rest = [e.message for e in normal if e.reason != "Created"]
+    message = "; ".join(["created " + ", ".join(created), *rest])
+    return [Event("Normal", "Created", message), *(e for e in events if e.type != "Normal")]
+
+
 MAX_MESSAGE: Final = 1024  # characters of an Event's message
 
 

@@ -19,6 +19,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
 import kopf
@@ -29,8 +30,10 @@ from agent_operator import ledger
 from agent_operator.api import GROUP, ISSUER_SOURCE_LABEL, KIND, PLURAL, VERSION
 from agent_operator.builders.labels import AGENT_LABEL, MANAGED_BY
 from agent_operator.operator import metrics
+from agent_operator.operator.cache import ObjectCache
 from agent_operator.operator.config import Config
 from agent_operator.operator.health import HealthServer, resource_name
+from agent_operator.operator.kube import KINDS
 from agent_operator.operator.peering import PeeringMonitor
 from agent_operator.operator.reconcile import Reconciler, object_logger
 from agent_operator.operator.workqueue import ShutDown, WorkQueue
@@ -47,11 +50,17 @@ CHILD_RESOURCES: Final = (
     ("", "v1", "serviceaccounts"),
     ("rbac.authorization.k8s.io", "v1", "roles"),
     ("rbac.authorization.k8s.io", "v1", "rolebindings"),
-    ("", "v1", "secrets"),  # last: see SERVER_FILTERED
+    ("", "v1", "secrets"),
 )
-# Secrets are watched without a server-side label selector: one watch serves our
-# children and the issuer sources (other labels), each handler filtering its own.
-SERVER_FILTERED: Final = CHILD_RESOURCES[:-1]
+# Children are watched without a server-side label selector: the object index
+# (operator/cache.py) must also hold others' objects, so a name already taken is
+# seen without a GET; the handlers filter ours (and the issuer sources) in memory.
+_KIND_OF_PLURAL: Final = {k.plural: k.kind for k in KINDS.values()}
+# What the index holds: resource as kubectl names it -> kind.
+CACHED: Final = {
+    resource_name(GROUP, PLURAL): KIND,
+    **{resource_name(g, plural): _KIND_OF_PLURAL[plural] for g, _, plural in CHILD_RESOURCES},
+}
 # Everything kopf watches for us (what /readyz waits for), as kubectl names it.
 WATCHED: Final = (
     resource_name(GROUP, PLURAL),
@@ -92,10 +101,13 @@ def owner_key(body: Mapping[str, Any]) -> Key | None:
 class Runtime:
     """The work queue and its workers; one per operator process."""
 
-    def __init__(self, config: Config, reconciler: Reconciler, gate: PeeringMonitor) -> None:
+    def __init__(
+        self, config: Config, reconciler: Reconciler, gate: PeeringMonitor, cache: ObjectCache
+    ) -> None:
         self.config = config
         self.reconciler = reconciler
         self.gate = gate
+        self.cache = cache  # what the watches have seen, and our own writes
         # Keys met while a peer acts: reconciled as soon as we act (kopf's re-list on
         # resume may come before our gate opens, and timers are ours alone).
         self.parked: set[Key] = set()
@@ -311,11 +323,10 @@ def register(
         # Ride out an API server outage of ~10 minutes: with kopf's default backoffs
         # (about one minute in all) a failed watch request ends the operator process.
         settings.networking.error_backoffs = (1, 1, 2, 3, 5, 8, 13, 21, *([30] * 18))
-        # Children: only ours, filtered by the API server rather than in memory.
-        for group, version, plural in SERVER_FILTERED:
-            settings.watching.label_selectors[(group, version, plural)] = (
-                f"{MANAGED_BY_LABEL}={MANAGED_BY}"
-            )
+        # Reconciles run in threads (the Kubernetes client blocks): as many as workers.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="reconcile")
+        )
         # Peering: our priority (a tie-break lowers it later) and a short lifetime, so that
         # a kill -9 fails over in seconds (kopf resumes a standby when the dead peer's
         # record expires: https://github.com/nolar/kopf/pull/581). Keep-alives come every
@@ -349,6 +360,8 @@ def register(
             version = body.get("metadata", {}).get("resourceVersion")
             if version and version in runtime.reconciler.budget_writes.get(key, ()):
                 return  # our own budget-only status write: nothing a reconcile needs
+            if runtime.cache.is_echo(KIND, body):
+                return  # our own write (status, finalizer): the reconcile that made it knows
             await runtime.queue.add((namespace, name))
 
     # The spend ledger: index the record, update its agent's budget (not a reconcile).
@@ -359,7 +372,9 @@ def register(
         if key is not None:
             runtime.poke_budget(key)
 
-    async def child_event(body: kopf.Body, **_: Any) -> None:
+    async def child_event(body: kopf.Body, resource: kopf.Resource, **_: Any) -> None:
+        if runtime.cache.is_echo(_KIND_OF_PLURAL[resource.plural], body):
+            return  # our own write: the reconcile that made it knows
         key = owner_key(body)
         if key is not None:
             await runtime.queue.add(key)

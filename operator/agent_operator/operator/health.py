@@ -13,13 +13,15 @@ kopf tells neither when a listing is over nor that a watch stream died (a
 watcher that fails is logged once and never restarted; its own probe
 endpoint is liveness only), so `track_kopf_watches` wraps kopf's
 `continuous_watch`, which yields `Bookmark.LISTED` once a listing is over.
+The same wrapper feeds the reconciler's object index (`feed_cache`,
+operator/cache.py): it sees each stream's events in order, listings included.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -27,6 +29,7 @@ from aiohttp import web
 from kopf._cogs.clients import errors as kopf_errors
 from kopf._cogs.clients import watching  # internal: see the module's docstring
 
+from agent_operator.operator.cache import ObjectCache
 from agent_operator.operator.peering import PeeringMonitor, Scope
 
 HEALTHZ_PATH: Final = "/healthz"
@@ -91,14 +94,16 @@ def _describe(err: Exception) -> str:
 
 
 class _KopfWatchHook:
-    """Wraps kopf's `continuous_watch` once per process, reporting to the latest tracker."""
+    """Wraps kopf's `continuous_watch` once per process, reporting to the latest tracker,
+    and feeding the latest object index every raw event before kopf dispatches it."""
 
     def __init__(self) -> None:
         self.tracker: WatchTracker | None = None
+        self.cache: ObjectCache | None = None
+        self.kinds: Mapping[str, str] = {}  # resource as kubectl names it -> kind
         self.original: Any = None
 
-    def install(self, tracker: WatchTracker) -> None:
-        self.tracker = tracker
+    def install(self) -> None:
         if self.original is None:
             self.original = watching.continuous_watch
             watching.continuous_watch = self.continuous_watch
@@ -106,12 +111,22 @@ class _KopfWatchHook:
     async def continuous_watch(
         self, *, resource: Any, namespace: str | None, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        watch = (resource_name(resource.group, resource.plural), namespace)
+        name = resource_name(resource.group, resource.plural)
+        watch = (name, namespace)
+        kind = self.kinds.get(name)
+        cache = self.cache if kind is not None else None
+        if cache is not None:
+            cache.listing(str(kind), namespace)
         error = None
         try:
             async for event in self.original(resource=resource, namespace=namespace, **kwargs):
-                if event is watching.Bookmark.LISTED and self.tracker is not None:
-                    self.tracker.listed(watch)
+                if event is watching.Bookmark.LISTED:
+                    if cache is not None:
+                        cache.listed(str(kind), namespace)
+                    if self.tracker is not None:
+                        self.tracker.listed(watch)
+                elif cache is not None and isinstance(event, dict):
+                    cache.observe(str(kind), namespace, event.get("type"), event.get("object"))
                 yield event
         except kopf_errors.APITooManyRequestsError:
             raise  # kopf retries these
@@ -119,6 +134,8 @@ class _KopfWatchHook:
             error = _describe(err)
             raise
         finally:
+            if cache is not None:
+                cache.ended(str(kind), namespace)
             if self.tracker is not None:
                 self.tracker.ended(watch, error)
 
@@ -128,7 +145,15 @@ _HOOK: Final = _KopfWatchHook()
 
 def track_kopf_watches(tracker: WatchTracker) -> None:
     """Report the listings and ends of every watch stream kopf starts from now on."""
-    _HOOK.install(tracker)
+    _HOOK.tracker = tracker
+    _HOOK.install()
+
+
+def feed_cache(cache: ObjectCache, kinds: Mapping[str, str]) -> None:
+    """Feed `cache` from every watch stream kopf starts from now on of the resources
+    `kinds` names (as kubectl names them, e.g. deployments.apps) -> their kind."""
+    _HOOK.cache, _HOOK.kinds = cache, dict(kinds)
+    _HOOK.install()
 
 
 class Readiness:

@@ -17,6 +17,7 @@ from kubernetes.client.exceptions import ApiException
 
 from agent_operator import ledger
 from agent_operator.api import GROUP, PLURAL, VERSION
+from agent_operator.operator.cache import ObjectCache
 
 FIELD_MANAGER: Final = "agent-operator"
 TIMEOUT: Final = 30.0  # seconds per request; a hung call must not stall a worker forever
@@ -79,14 +80,22 @@ class Kube:
     def __init__(self, api: client.ApiClient) -> None:
         self.api = api
 
+    @staticmethod
+    def client_from_environment(connections: int = 10) -> client.ApiClient:
+        """In-cluster service account, else $KUBECONFIG / ~/.kube/config; a pool of
+        `connections` kept-alive connections (one per worker thread: more would wait)."""
+        configuration = client.Configuration()
+        try:
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        except config.ConfigException:
+            config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        configuration.connection_pool_maxsize = max(connections, 1)
+        return client.ApiClient(configuration)
+
     @classmethod
     def from_environment(cls) -> Kube:
         """In-cluster service account, else $KUBECONFIG / ~/.kube/config."""
-        try:
-            config.load_incluster_config()  # type: ignore[no-untyped-call]
-            return cls(client.ApiClient())
-        except config.ConfigException:
-            return cls(config.new_client_from_config())  # type: ignore[no-untyped-call]
+        return cls(cls.client_from_environment())
 
     def _call(
         self,
@@ -216,3 +225,51 @@ class Kube:
         self._call(
             "POST", KINDS["Event"].path(namespace), body=dict(body), content_type="application/json"
         )
+
+
+class CachedKube(Kube):
+    """A Kube that reads the watched kinds from the watches' index (operator/cache.py)
+    and records its own writes there.
+
+    A kind the index does not cover yet (its stream has not listed, or has
+    stopped) is read from the API server as before. Secrets the index holds
+    are always read afresh: key state must never be read stale, and the index
+    keeps others' Secrets (issuer sources) by their metadata only. Only a
+    Secret the index knows to be absent costs nothing.
+    """
+
+    def __init__(self, api: client.ApiClient, cache: ObjectCache) -> None:
+        super().__init__(api)
+        self.cache = cache
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        if not self.cache.known(kind, namespace):
+            return super().get(kind, namespace, name)
+        held = self.cache.get(kind, namespace, name)
+        if held is None or kind != "Secret":
+            return held
+        return super().get(kind, namespace, name)
+
+    def apply(self, body: Mapping[str, Any], manager: str = FIELD_MANAGER) -> dict[str, Any]:
+        result = super().apply(body, manager)
+        self.cache.wrote(body["kind"], result)
+        return result
+
+    def delete(self, kind: str, namespace: str, name: str, uid: str) -> None:
+        super().delete(kind, namespace, name, uid)
+        self.cache.deleted(kind, namespace, name)
+
+    def set_finalizers(
+        self, namespace: str, name: str, finalizers: list[str], resource_version: str
+    ) -> dict[str, Any]:
+        result = super().set_finalizers(namespace, name, finalizers, resource_version)
+        self.cache.wrote(AGENT_DEPLOYMENT.kind, result)
+        return result
+
+    def patch_status(
+        self, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        result = super().patch_status(namespace, name, patch)
+        if result is not None:
+            self.cache.wrote(AGENT_DEPLOYMENT.kind, result)
+        return result

@@ -11,11 +11,20 @@ import time
 import kopf
 from kopf._core.engines.peering import Identity  # kopf takes it in run() but does not export it
 
+from agent_operator.api import KIND
+from agent_operator.builders.labels import MANAGED_BY
 from agent_operator.operator import config as settings
 from agent_operator.operator import metrics
-from agent_operator.operator.handlers import WATCHED, Runtime, register
-from agent_operator.operator.health import HealthServer, Readiness, WatchTracker, track_kopf_watches
-from agent_operator.operator.kube import Kube
+from agent_operator.operator.cache import ObjectCache
+from agent_operator.operator.handlers import CACHED, WATCHED, Runtime, register
+from agent_operator.operator.health import (
+    HealthServer,
+    Readiness,
+    WatchTracker,
+    feed_cache,
+    track_kopf_watches,
+)
+from agent_operator.operator.kube import CachedKube, Kube
 from agent_operator.operator.peering import PeeringMonitor, auto_priority
 from agent_operator.operator.reconcile import Reconciler
 from agent_operator.operator.spendledger import SpendLedger
@@ -44,7 +53,10 @@ def main(argv: list[str]) -> int:
     config = settings.load(argv)
     configure_logging(config)
     metrics.serve(config.metrics_port)
-    kube = Kube.from_environment()
+    # What the watches see, indexed: reconciles read it instead of sending GETs.
+    cache = ObjectCache(MANAGED_BY, whole=(KIND,))
+    feed_cache(cache, CACHED)
+    kube = CachedKube(Kube.client_from_environment(config.workers), cache)
     # Our own identity, so the peering gate can tell this replica from its peers.
     identity = f"agent-operator@{os.environ.get('POD_NAME') or socket.gethostname()}/"
     identity += secrets.token_hex(4)
@@ -71,7 +83,7 @@ def main(argv: list[str]) -> int:
         log.warning("TEST HOOK: the budget clock runs %+.1fs off the wall clock", offset)
     spend = SpendLedger(kube, clock=lambda: time.time() + offset)
     reconciler = Reconciler(kube, config.build, time_scale=config.time_scale, ledger=spend)
-    runtime = Runtime(config, reconciler, gate)
+    runtime = Runtime(config, reconciler, gate, cache)
     registry = kopf.OperatorRegistry()
     register(registry, runtime, health)
     log.info(

@@ -27,7 +27,13 @@ from agent_operator.operator.compare import (
     verdict,
     with_hash,
 )
-from agent_operator.operator.events import Change, Event, event_body, transition_events
+from agent_operator.operator.events import (
+    Change,
+    Event,
+    announced,
+    event_body,
+    transition_events,
+)
 from agent_operator.operator.keys import FINALIZER, SKIP_REVOCATION, KeyKeeper, KeyOutcome
 from agent_operator.operator.kube import AGENT_DEPLOYMENT, FIELD_MANAGER, Kube, status_message
 from agent_operator.operator.openai_admin import IssuerRefused, IssuerUnavailable
@@ -457,7 +463,8 @@ class Reconciler:
         if problem is not None and "phase" in patch:
             logger.warning("%s: %s", problem.reason, problem.message)
         budget_events = list(evaluation.events) if evaluation is not None else []
-        for event in [*key_events, *transition_events(previous, status, changes), *budget_events]:
+        events = [*key_events, *transition_events(previous, status, changes), *budget_events]
+        for event in announced(events):
             writes += self._post(body, event, logger)
         if evaluation is not None and self.ledger is not None:
             self.ledger.remember(meta["namespace"], meta["name"], evaluation)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from agent_operator.operator.config import load
-from agent_operator.operator.events import Change, transition_events
+from agent_operator.operator.events import Change, Event, announced, transition_events
 from agent_operator.operator.handlers import owner_key
 from agent_operator.operator.workqueue import ShutDown, WorkQueue
 
@@ -27,6 +27,33 @@ def test_nothing_changed_posts_nothing() -> None:
     assert transition_events(status("Progressing"), status("Progressing"), []) == []
     degraded = status("Degraded", "True", "CredentialsSecretMissing")
     assert transition_events(degraded, degraded, []) == []  # a retry announces nothing
+
+
+def test_a_creation_is_announced_by_one_event() -> None:
+    changes = [Change("Deployment", "bot", "created"), Change("Service", "bot", "created")]
+    events = [
+        Event("Normal", "KeyIssued", "issued key k-1 into Secret bot-credentials"),
+        *transition_events(None, status("Progressing"), changes),
+    ]
+    assert len(events) == 4
+    [one] = announced(events)
+    assert (one.type, one.reason) == ("Normal", "Created")
+    assert one.message.startswith("created Deployment bot, Service bot; issued key k-1")
+    assert "phase none -> Progressing" in one.message
+
+
+def test_warnings_and_other_reconciles_keep_their_events() -> None:
+    warning = Event("Warning", "ChildConflict", "Service bot exists")
+    created = Event("Normal", "Created", "created Deployment bot")
+    phase = Event("Normal", "Progressing", "phase none -> Progressing")
+    assert announced([created, warning, phase]) == [
+        Event("Normal", "Created", "created Deployment bot; phase none -> Progressing"),
+        warning,
+    ]
+    rotation = [Event("Normal", "KeyRotated", "a"), Event("Normal", "Updated", "b")]
+    assert announced(rotation) == rotation  # no creation: one Event each
+    assert announced([created]) == [created]
+    assert announced([]) == []
 
 
 def test_transitions_post_events() -> None:

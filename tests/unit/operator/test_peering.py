@@ -10,6 +10,7 @@ from typing import Any
 import kopf
 
 from agent_operator.operator import metrics
+from agent_operator.operator.cache import ObjectCache
 from agent_operator.operator.config import load
 from agent_operator.operator.handlers import Runtime
 from agent_operator.operator.peering import (
@@ -217,7 +218,7 @@ async def test_keys_met_while_a_peer_acts_are_reconciled_once_we_act() -> None:
                 children=[],
             )
 
-    runtime = Runtime(load([], {}), Reconciler(), gate)  # type: ignore[arg-type]
+    runtime = Runtime(load([], {}), Reconciler(), gate, ObjectCache("agent-operator"))  # type: ignore[arg-type]
     await runtime.process(("ns", "bot"))
     assert calls == [] and runtime.parked == {("ns", "bot")}
     kube.bodies[PATH] = {"status": {"me": record(10)}}
