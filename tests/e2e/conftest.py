@@ -27,7 +27,7 @@ import pytest
 from kubernetes import client, config
 
 import helm  # hack/ is on pytest's pythonpath
-from localcluster import Cluster, build_binary
+from localcluster import DEFAULT_DIR, Cluster, build_binary
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,7 +41,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
-    local = Cluster()
+    # Another data directory runs a second suite beside the first (on its own ports).
+    local = Cluster(Path(os.environ.get("AGENT_OPERATOR_TEST_CLUSTER_DIR") or DEFAULT_DIR))
     started = local.up()
     yield local
     if started:
