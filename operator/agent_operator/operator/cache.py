@@ -6,9 +6,9 @@ latest of each object, so a reconcile reads memory instead of sending GETs.
 Once a stream has finished a listing, an object it does not hold does not
 exist: a new AgentDeployment's children cost no 404s.
 
-Objects labelled as ours are kept whole (but for managedFields); others only
-by their metadata, which is all a reconcile needs of them: that the name is
-taken, and by whom. Our own writes are recorded as they are answered (a
+Objects labelled as ours are kept whole; others (and Secrets) only by their
+metadata, which is all a reconcile needs of them: that the name is taken, and
+by whom. Our own writes are recorded as they are answered (a
 write-through), so a reconcile that runs before their watch event never sees
 the object as it was, and the event itself is recognised as our echo.
 
@@ -41,13 +41,18 @@ class ObjectCache:
     """The latest body of every object of the watched kinds, by (kind, namespace, name).
 
     `ours`: the value of app.kubernetes.io/managed-by on the objects we write;
-    `whole`: kinds kept whole whatever their labels (the AgentDeployments).
+    `whole`: kinds kept whole whatever their labels (the AgentDeployments);
+    `metadata_only`: kinds kept by their metadata even when ours (Secrets: key
+    material stays out of the index, and key state is read afresh anyway).
     Bodies handed out are shared: read them, never change them.
     """
 
-    def __init__(self, ours: str, whole: Collection[str] = ()) -> None:
+    def __init__(
+        self, ours: str, whole: Collection[str] = (), metadata_only: Collection[str] = ()
+    ) -> None:
         self.ours = ours
         self.whole = frozenset(whole)
+        self.metadata_only = frozenset(metadata_only)
         self._objects: dict[Ref, dict[str, Any]] = {}
         # (kind, namespace or None for every namespace) whose listing is complete
         self._listed: set[tuple[str, str | None]] = set()
@@ -155,6 +160,8 @@ class ObjectCache:
     def _trim(self, ref: Ref, body: Mapping[str, Any]) -> dict[str, Any]:
         """Ours whole; another's object by the metadata that says who holds the name."""
         meta = body.get("metadata") or {}
-        if ref[0] in self.whole or (meta.get("labels") or {}).get(MANAGED_BY_LABEL) == self.ours:
+        kind = ref[0]
+        ours = (meta.get("labels") or {}).get(MANAGED_BY_LABEL) == self.ours
+        if kind in self.whole or (ours and kind not in self.metadata_only):
             return dict(body)
         return {"metadata": {k: meta[k] for k in _STUB_FIELDS if k in meta}}

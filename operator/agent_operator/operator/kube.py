@@ -234,8 +234,8 @@ class CachedKube(Kube):
     A kind the index does not cover yet (its stream has not listed, or has
     stopped) is read from the API server as before. Secrets the index holds
     are always read afresh: key state must never be read stale, and the index
-    keeps others' Secrets (issuer sources) by their metadata only. Only a
-    Secret the index knows to be absent costs nothing.
+    keeps Secrets by their metadata only. Only a Secret the index knows to be
+    absent costs nothing.
     """
 
     def __init__(self, api: client.ApiClient, cache: ObjectCache) -> None:

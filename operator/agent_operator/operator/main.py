@@ -54,7 +54,7 @@ def main(argv: list[str]) -> int:
     configure_logging(config)
     metrics.serve(config.metrics_port)
     # What the watches see, indexed: reconciles read it instead of sending GETs.
-    cache = ObjectCache(MANAGED_BY, whole=(KIND,))
+    cache = ObjectCache(MANAGED_BY, whole=(KIND,), metadata_only=("Secret",))
     feed_cache(cache, CACHED)
     kube = CachedKube(Kube.client_from_environment(config.workers), cache)
     # Our own identity, so the peering gate can tell this replica from its peers.

@@ -63,6 +63,14 @@ def test_ours_are_kept_whole_others_by_metadata_only() -> None:
     assert cache.get("AgentDeployment", "ns", "agent")["spec"] == {"v": 3}  # type: ignore[index]
 
 
+def test_metadata_only_kinds_keep_no_data_even_when_ours() -> None:
+    cache = ObjectCache("agent-operator", metadata_only=("Secret",))
+    listed(cache, "Secret", body("keys", 1, OURS, data={"current": "c2stMQ=="}))
+    held = cache.get("Secret", "ns", "keys")
+    assert held is not None and set(held) == {"metadata"}
+    assert "managedFields" not in held["metadata"]
+
+
 def test_a_relisting_drops_what_was_deleted_during_the_gap() -> None:
     cache = ObjectCache("agent-operator")
     listed(cache, "Service", body("a", 1, OURS), body("b", 2, OURS))
