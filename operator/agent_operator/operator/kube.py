@@ -178,9 +178,16 @@ class Kube:
         assert result is not None
         return result
 
-    def list_objects(self, kind: str, namespace: str, selector: str = "") -> list[dict[str, Any]]:
-        """The items of one namespace's `kind`, filtered by a label selector ("" for all)."""
-        result = self._call("GET", KINDS[kind].path(namespace), {"labelSelector": selector})
+    def list_objects(
+        self, kind: str, namespace: str, selector: str = "", cached: bool = False
+    ) -> list[dict[str, Any]]:
+        """The items of one namespace's `kind`, filtered by a label selector ("" for all).
+
+        cached: served from the API server's watch cache (resourceVersion=0), not
+        etcd: cheaper, and possibly a moment old (for callers a watch keeps current).
+        """
+        query = {"labelSelector": selector, **({"resourceVersion": "0"} if cached else {})}
+        result = self._call("GET", KINDS[kind].path(namespace), query)
         items: list[dict[str, Any]] = (result or {}).get("items") or []
         return items
 

@@ -117,7 +117,9 @@ class SpendLedger:
                 return
             self._priming.setdefault(key, set())
         try:
-            items = self.kube.list_objects(RECORD, key[0], f"{ledger.AGENT_LABEL}={key[1]}")
+            # the watch delivers anything newer than the cached list; merged below
+            selector = f"{ledger.AGENT_LABEL}={key[1]}"
+            items = self.kube.list_objects(RECORD, key[0], selector, cached=True)
         except BaseException:
             with self._lock:
                 self._priming.pop(key, None)

@@ -427,7 +427,9 @@ class ListingKube:
         self.items = items
         self.lists = 0
 
-    def list_objects(self, kind: str, namespace: str, selector: str = "") -> list[dict[str, Any]]:
+    def list_objects(
+        self, kind: str, namespace: str, selector: str = "", cached: bool = False
+    ) -> list[dict[str, Any]]:
         self.lists += 1
         return self.items
 
