@@ -43,16 +43,24 @@ class ObjectCache:
     `ours`: the value of app.kubernetes.io/managed-by on the objects we write;
     `whole`: kinds kept whole whatever their labels (the AgentDeployments);
     `metadata_only`: kinds kept by their metadata even when ours (Secrets: key
-    material stays out of the index, and key state is read afresh anyway).
+    material stays out of the index, and key state is read afresh anyway);
+    `field_owners`: kinds kept with their managedFields (the others drop them).
     Bodies handed out are shared: read them, never change them.
     """
 
     def __init__(
-        self, ours: str, whole: Collection[str] = (), metadata_only: Collection[str] = ()
+        self,
+        ours: str,
+        whole: Collection[str] = (),
+        metadata_only: Collection[str] = (),
+        field_owners: Collection[str] = (),
     ) -> None:
         self.ours = ours
         self.whole = frozenset(whole)
         self.metadata_only = frozenset(metadata_only)
+        # kinds whose managedFields a reconcile reads (the rest drop them: the bulk of
+        # a small object's body, and memory at a thousand AgentDeployments)
+        self.field_owners = frozenset(field_owners)
         self._objects: dict[Ref, dict[str, Any]] = {}
         # (kind, namespace or None for every namespace) whose listing is complete
         self._listed: set[tuple[str, str | None]] = set()
@@ -163,5 +171,8 @@ class ObjectCache:
         kind = ref[0]
         ours = (meta.get("labels") or {}).get(MANAGED_BY_LABEL) == self.ours
         if kind in self.whole or (ours and kind not in self.metadata_only):
-            return dict(body)
+            if kind in self.field_owners or "managedFields" not in meta:
+                return dict(body)
+            trimmed = {k: v for k, v in meta.items() if k != "managedFields"}
+            return {**body, "metadata": trimmed}
         return {"metadata": {k: meta[k] for k in _STUB_FIELDS if k in meta}}

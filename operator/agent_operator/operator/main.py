@@ -54,7 +54,12 @@ def main(argv: list[str]) -> int:
     configure_logging(config)
     metrics.serve(config.metrics_port)
     # What the watches see, indexed: reconciles read it instead of sending GETs.
-    cache = ObjectCache(MANAGED_BY, whole=(KIND,), metadata_only=("Secret",))
+    cache = ObjectCache(
+        MANAGED_BY,
+        whole=(KIND,),
+        metadata_only=("Secret",),
+        field_owners=("Deployment",),  # who owns spec.replicas (operator/compare.py)
+    )
     feed_cache(cache, CACHED)
     kube = CachedKube(Kube.client_from_environment(config.workers), cache)
     # Our own identity, so the peering gate can tell this replica from its peers.

@@ -63,6 +63,16 @@ def test_ours_are_kept_whole_others_by_metadata_only() -> None:
     assert cache.get("AgentDeployment", "ns", "agent")["spec"] == {"v": 3}  # type: ignore[index]
 
 
+def test_managed_fields_are_kept_only_where_they_are_read() -> None:
+    cache = ObjectCache("agent-operator", field_owners=("Deployment",))
+    listed(cache, "Deployment", body("bot", 1, OURS))
+    listed(cache, "Service", body("bot", 2, OURS))
+    assert cache.get("Deployment", "ns", "bot")["metadata"]["managedFields"]  # type: ignore[index]
+    service = cache.get("Service", "ns", "bot")
+    assert service is not None and "managedFields" not in service["metadata"]
+    assert service["metadata"]["uid"] == "u-bot" and service["spec"] == {"v": 2}
+
+
 def test_metadata_only_kinds_keep_no_data_even_when_ours() -> None:
     cache = ObjectCache("agent-operator", metadata_only=("Secret",))
     listed(cache, "Secret", body("keys", 1, OURS, data={"current": "c2stMQ=="}))
