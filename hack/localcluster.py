@@ -203,6 +203,41 @@ class Cluster:
         self._start("kube-apiserver", state)
         self._wait(lambda: self._ready(state, timeout=2), "kube-apiserver /readyz", timeout)
 
+    def kill_apiserver(self, timeout: float = 120.0) -> None:
+        """SIGKILL the apiserver (no graceful shutdown: a crash, an OOM kill) and start
+        it again on the same port and etcd data; returns once it is ready."""
+        state = self._require_state()
+        self._kill_one("kube-apiserver", state)
+        self._start("kube-apiserver", state)
+        self._wait(lambda: self._ready(state, timeout=2), "kube-apiserver /readyz", timeout)
+
+    def restart_etcd(
+        self, kill: bool = False, down_seconds: float = 0.0, timeout: float = 120.0
+    ) -> None:
+        """Stop etcd (SIGTERM, or SIGKILL with `kill`), leave it down `down_seconds`,
+        start it again on the same ports and data directory; returns once the
+        apiserver is ready again."""
+        state = self._require_state()
+        if kill:
+            self._kill_one("etcd", state)
+        else:
+            self._stop_one("etcd", state)
+        time.sleep(down_seconds)
+        self._start("etcd", state)
+        self._wait(lambda: port_open(state.etcd_port), "etcd", timeout)
+        self._wait(lambda: self._ready(state, timeout=2), "kube-apiserver /readyz", timeout)
+
+    def _kill_one(self, name: str, state: State) -> None:
+        """SIGKILL one process and wait until it is gone."""
+        pid = state.pids.pop(name, None)
+        self._save_state(state)
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        while pid_alive(pid):
+            time.sleep(0.05)
+
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60.0
     ) -> subprocess.CompletedProcess[str]:
@@ -394,6 +429,9 @@ class Cluster:
                 "--endpoint-reconciler-type=none",
                 f"--audit-policy-file={self.root / 'audit-policy.yaml'}",
                 f"--audit-log-path={self.audit_log}",
+                # One file for the cluster's life (default: rotated at 100 MB), so tests
+                # and benchmarks that read it from an offset never lose their place.
+                "--audit-log-maxsize=1000000",
                 "--audit-log-mode=blocking",
                 "--shutdown-delay-duration=0s",
             ]

@@ -126,6 +126,8 @@ class Runtime:
         self.budget_failures: dict[Key, int] = {}
         self.budget_tasks: set[asyncio.Task[None]] = set()
         self.budget_running: dict[Key, asyncio.Task[None]] = {}
+        # loop time each key's periodic resync falls due: that reconcile reads afresh
+        self.resync_at: dict[Key, float] = {}
         self.stopping = False
 
     def start(self) -> None:
@@ -244,8 +246,10 @@ class Runtime:
                 logger.debug("not reconciling: another replica is active")
                 self.parked.add(key)
                 return
+            now = asyncio.get_running_loop().time()
+            resync = now >= self.resync_at.get(key, math.inf) - _DUE_SLACK_SECONDS
             async with self.lock(key):
-                result = await asyncio.to_thread(self.reconciler.reconcile, *key)
+                result = await asyncio.to_thread(self.reconciler.reconcile, *key, resync)
         except TRANSIENT as err:
             self._failed(key, logger, describe(err), trace=False)
             return
@@ -261,6 +265,7 @@ class Runtime:
         if result.outcome == "gone":
             self.queue.forget(key)
             self.children.pop(key, None)
+            self.resync_at.pop(key, None)
             metrics.forget_credentials(*key)
             self.forget_budget(key)
         elif result.problem is not None and result.problem.retry:
@@ -275,6 +280,7 @@ class Runtime:
             # Periodic resync: kopf resumes watches from the last resourceVersion and
             # never re-lists on its own, so drift that sends no event needs a timer.
             delay = self.config.resync_seconds
+            self.resync_at[key] = asyncio.get_running_loop().time() + delay
             if result.due_in is not None:  # a rotation or a grace period's end
                 delay = min(delay, max(result.due_in, 0.0) + _DUE_SLACK_SECONDS)
             self.queue.add_after(key, delay)

@@ -7,8 +7,10 @@ a PATCH with content type application/apply-patch+yaml (JSON is YAML).
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -239,23 +241,35 @@ class CachedKube(Kube):
     and records its own writes there.
 
     A kind the index does not cover yet (its stream has not listed, or has
-    stopped) is read from the API server as before. Secrets the index holds
-    are always read afresh: key state must never be read stale, and the index
-    keeps Secrets by their metadata only. Only a Secret the index knows to be
-    absent costs nothing.
+    stopped) is read from the API server as before. Secrets are always read
+    afresh, even when the index says absent: key state must never be read
+    stale (a watch that reconnects lags behind for a moment, and a key Secret
+    whose create lost its answer, read as absent, would be issued twice).
     """
 
     def __init__(self, api: client.ApiClient, cache: ObjectCache) -> None:
         super().__init__(api)
         self.cache = cache
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def fresh_reads(self) -> Iterator[None]:
+        """Within: this thread reads from the API server, as without the index (the
+        periodic resync: it catches what a watch that silently died did not say)."""
+        self._local.fresh = True
+        try:
+            yield
+        finally:
+            self._local.fresh = False
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        if not self.cache.known(kind, namespace):
+        if (
+            kind == "Secret"  # key state: never from the index (see the class's docstring)
+            or getattr(self._local, "fresh", False)
+            or not self.cache.known(kind, namespace)
+        ):
             return super().get(kind, namespace, name)
-        held = self.cache.get(kind, namespace, name)
-        if held is None or kind != "Secret":
-            return held
-        return super().get(kind, namespace, name)
+        return self.cache.get(kind, namespace, name)
 
     def apply(self, body: Mapping[str, Any], manager: str = FIELD_MANAGER) -> dict[str, Any]:
         result = super().apply(body, manager)

@@ -35,7 +35,13 @@ from agent_operator.operator.events import (
     transition_events,
 )
 from agent_operator.operator.keys import FINALIZER, SKIP_REVOCATION, KeyKeeper, KeyOutcome
-from agent_operator.operator.kube import AGENT_DEPLOYMENT, FIELD_MANAGER, Kube, status_message
+from agent_operator.operator.kube import (
+    AGENT_DEPLOYMENT,
+    FIELD_MANAGER,
+    CachedKube,
+    Kube,
+    status_message,
+)
 from agent_operator.operator.openai_admin import IssuerRefused, IssuerUnavailable
 from agent_operator.operator.problems import Problem, child_conflict, child_rejected, combine
 from agent_operator.operator.spendledger import SpendLedger
@@ -131,7 +137,15 @@ class Reconciler:
         # their watch events carry nothing a reconcile needs (handlers.py skips them)
         self.budget_writes: dict[tuple[str, str], tuple[str, ...]] = {}
 
-    def reconcile(self, namespace: str, name: str) -> Result:
+    def reconcile(self, namespace: str, name: str, fresh: bool = False) -> Result:
+        """fresh: read everything from the API server, not the watches' index (the
+        periodic resync, which catches drift a silently dead watch did not report)."""
+        if fresh and isinstance(self.kube, CachedKube):
+            with self.kube.fresh_reads():
+                return self._reconcile(namespace, name)
+        return self._reconcile(namespace, name)
+
+    def _reconcile(self, namespace: str, name: str) -> Result:
         body = self.kube.get("AgentDeployment", namespace, name)
         if body is None:
             return Result("gone")

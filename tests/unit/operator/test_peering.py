@@ -207,7 +207,7 @@ async def test_keys_met_while_a_peer_acts_are_reconciled_once_we_act() -> None:
         ledger = None
         budget_writes: dict[Any, Any] = {}  # noqa: RUF012
 
-        def reconcile(self, namespace: str, name: str) -> SimpleNamespace:
+        def reconcile(self, namespace: str, name: str, fresh: bool = False) -> SimpleNamespace:
             calls.append((namespace, name))
             return SimpleNamespace(
                 outcome="synced",
