@@ -685,8 +685,7 @@ def test_silently_dead_watches_are_detected_and_reestablished(
     wait_for(lambda: converged(cluster, namespace), 30, "convergence")
     watched = wait_for(
         lambda: (
-            (t := first_watch_after(cluster, namespace, "agentdeployments", blackholed))
-            < math.inf
+            (t := first_watch_after(cluster, namespace, "agentdeployments", blackholed)) < math.inf
             and t - blackholed
         ),
         CLIENT_TIMEOUT + 20,
