@@ -455,7 +455,9 @@ def proxied_kubeconfig(source: Path, proxy: TcpProxy) -> Path:
 # --- the tests ---------------------------------------------------------------------------
 
 
-def test_apiserver_killed_mid_reconcile_of_100_all_converge_without_duplicates(
+@pytest.mark.parametrize("fault", ["kube-apiserver", "etcd"])
+def test_control_plane_killed_mid_reconcile_of_100_all_converge_without_duplicates(
+    fault: str,
     cluster: Cluster,
     namespace: str,
     release_service_ips: None,
@@ -473,45 +475,17 @@ def test_apiserver_killed_mid_reconcile_of_100_all_converge_without_duplicates(
         operator.start()
         wait_for_status_writes(cluster, namespace, FLEET // 10, 90)
         killed = time.time()
-        cluster.kill_apiserver()
-        back = time.time() - killed
-        rbac_synced(cluster, namespace, chart_identity)
-        seen = all_converge(kube, namespace, FLEET, CONVERGE_SECONDS)
-        took = time.time() - killed
-    [before] = statuses_written(cluster, namespace, started, killed)
-    print(
-        f"\napiserver: {before}/{FLEET} done at the kill, back after {back:.1f}s, all {took:.1f}s"
-    )
-    assert before < FLEET, "the kill came after the reconcile: it tested nothing"
-    assert_no_duplicates(apps, seen, namespace)
-    assert assert_one_key_lineage(core, seen, ids) == FLEET
-    assert operator.proc is not None and operator.proc.poll() is None
-
-
-def test_etcd_killed_mid_reconcile_of_100_all_converge_without_duplicates(
-    cluster: Cluster,
-    namespace: str,
-    release_service_ips: None,
-    make_operator: Callable[..., OperatorProcess],
-    kube: Kube,
-    apps: client.AppsV1Api,
-    core: client.CoreV1Api,
-) -> None:
-    source_secret(cluster, namespace)
-    apply_all(cluster, namespace, mixed_fleet(FLEET))
-    operator = make_operator("operator", *BACKOFF)
-    started = time.time()
-    with KeyIds(cluster, namespace) as ids:
-        operator.start()
-        wait_for_status_writes(cluster, namespace, FLEET // 10, 90)
-        killed = time.time()
-        # down for 3 s: requests in flight fail, the apiserver's watches of etcd break
-        cluster.restart_etcd(kill=True, down_seconds=3)
+        if fault == "kube-apiserver":
+            cluster.kill_apiserver()
+            rbac_synced(cluster, namespace, chart_identity)
+        else:
+            # down for 3 s: requests in flight fail, the apiserver's watches of etcd break
+            cluster.restart_etcd(kill=True, down_seconds=3)
         back = time.time() - killed
         seen = all_converge(kube, namespace, FLEET, CONVERGE_SECONDS)
         took = time.time() - killed
     [before] = statuses_written(cluster, namespace, started, killed)
-    print(f"\netcd: {before}/{FLEET} done at the kill, back after {back:.1f}s, all {took:.1f}s")
+    print(f"\n{fault}: {before}/{FLEET} done at the kill, back after {back:.1f}s, all {took:.1f}s")
     assert before < FLEET, "the kill came after the reconcile: it tested nothing"
     assert_no_duplicates(apps, seen, namespace)
     assert assert_one_key_lineage(core, seen, ids) == FLEET
