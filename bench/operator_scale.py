@@ -45,6 +45,7 @@ from agent_operator.api import API_VERSION, KIND
 from agent_operator.render import render_manifest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hack"))
+from gateway import stop  # bench/gateway.py: SIGTERM, then SIGKILL after 15 s
 from localcluster import DEFAULT_DIR, Cluster, ClusterError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -457,17 +458,6 @@ def http_ok(url: str) -> bool:
             return bool(response.status == 200)
     except OSError:
         return False
-
-
-def stop(process: subprocess.Popen[bytes] | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
 
 
 def start_operator(
