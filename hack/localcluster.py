@@ -39,7 +39,8 @@ DEFAULT_DIR = REPO / ".cluster"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
 # Stop order: the apiserver's etcd client keeps retrying if etcd goes first.
 STOP_ORDER = ("kube-controller-manager", "kube-apiserver", "etcd")
-DEFAULT_SERVICE_CIDR = "10.0.0.0/24"
+# Wide enough for the fuzz and scale tests' Services (a /24 runs out at ~250).
+DEFAULT_SERVICE_CIDR = "10.0.0.0/16"
 
 # Logs every request that changes something, so tests can count an
 # operator's writes (RequestReceived would double-count), and every request of

@@ -27,7 +27,8 @@ from agent_operator.sidecar import (
     Listen,
     parse,
 )
-from tests.unit.test_builders_properties import PROPERTY, manifests
+from tests.strategies import manifests
+from tests.unit.test_builders_properties import PROPERTY
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))

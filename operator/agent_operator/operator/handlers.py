@@ -259,6 +259,7 @@ class Runtime:
         finally:
             metrics.RECONCILE_DURATION.observe(time.monotonic() - started)
         metrics.RECONCILES.labels(result=result.outcome).inc()
+        logger.debug("reconciled: %s", result.outcome)
         self._index_source(key, result.source)
         if result.budget_in is not None:  # a period ends, a fold pass falls due
             self.poke_budget(key, result.budget_in + _DUE_SLACK_SECONDS)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from agent_operator.operator.cache import ObjectCache
 
 FIELD_MANAGER: Final = "agent-operator"
 TIMEOUT: Final = 30.0  # seconds per request; a hung call must not stall a worker forever
+# What YAML refuses raw or reads as a line break (C0 aside: json.dumps escapes it).
+_YAML_UNSAFE: Final = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,19 @@ def status_message(err: ApiException) -> str:
         message: str = status["message"]
         return message
     return str(err.reason or "")
+
+
+def apply_patch(body: Mapping[str, Any]) -> bytes:
+    """An apply body as JSON the API server's YAML parser reads as it reads JSON.
+
+    That parser refuses the surrogate-pair escapes json.dumps writes for characters
+    beyond U+FFFF (an emoji in an env value), refuses raw characters it deems not
+    printable and folds raw U+0085/U+2028/U+2029 as line breaks. So: UTF-8, those
+    few escaped (json.dumps escapes C0 itself).
+    A lone surrogate cannot come from the API server (it decodes to valid UTF-8).
+    """
+    text = _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m[0]):04x}", json.dumps(body, ensure_ascii=False))
+    return text.encode("utf-8", "replace")
 
 
 class Kube:
@@ -150,7 +166,7 @@ class Kube:
             "PATCH",
             KINDS[body["kind"]].path(meta["namespace"], meta["name"]),
             {"fieldManager": manager, "force": "true"},
-            dict(body),
+            apply_patch(body),
             "application/apply-patch+yaml",
         )
         assert result is not None

@@ -8,8 +8,10 @@ from typing import Final
 
 # Longest server message quoted in status and Events; the rest is noise.
 MAX_QUOTED: Final = 400
-# 403: quota, RBAC, admission policy, a terminating namespace; the cluster may change.
-_RETRIED_STATUSES: Final = frozenset({403})
+# 403: quota, RBAC, admission policy, a terminating namespace; 500: the server failed
+# (a full Service IP range, a webhook's error). The cluster may change; the user must
+# see why meanwhile, not only the operator's log.
+_RETRIED_STATUSES: Final = frozenset({403, 500})
 # Invalid or too large: only a change of the AgentDeployment can fix these.
 _INVALID_STATUSES: Final = frozenset({400, 413, 422})
 # etcd's limit on one object is reported as a server error, not a 4xx.

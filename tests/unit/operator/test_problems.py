@@ -48,7 +48,14 @@ def test_etcd_size_limit_is_a_rejection_whatever_the_status() -> None:
     assert "ConfigMap bot-budget" in problem.message
 
 
-@pytest.mark.parametrize("status", [0, 404, 409, 429, 500, 503])
+def test_a_server_error_is_reported_and_retried() -> None:
+    full = 'Internal error occurred: failed to allocate a serviceIP for Service "bot": range full'
+    problem = child_rejected("Service", "bot", 500, full)
+    assert problem is not None and problem.reason == "ChildRejected" and problem.retry
+    assert problem.message.endswith("(500): " + full)
+
+
+@pytest.mark.parametrize("status", [0, 404, 409, 429, 503, 504])
 def test_other_failures_are_not_rejections(status: int) -> None:
     assert child_rejected("Service", "bot", status, "the server is busy") is None
 
