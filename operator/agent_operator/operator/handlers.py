@@ -330,6 +330,10 @@ def register(
         # Ride out an API server outage of ~10 minutes: with kopf's default backoffs
         # (about one minute in all) a failed watch request ends the operator process.
         settings.networking.error_backoffs = (1, 1, 2, 3, 5, 8, 13, 21, *([30] * 18))
+        # kopf keeps a task per object for this long after its last event; ours only
+        # enqueue, so a short life costs nothing and a thousand objects' children
+        # (ten thousand events in a minute) do not hold thousands of idle tasks.
+        settings.queueing.idle_timeout = 0.5
         # Reconciles run in threads (the Kubernetes client blocks): as many as workers.
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="reconcile")
