@@ -47,7 +47,15 @@ def containers(agd: AgentDeployment) -> dict[str, dict[str, Any]]:
         ("minimal", ["ConfigMap", "Secret", *IDENTITY, "Deployment", "Service"]),
         (
             "autoscaled-with-budget",
-            ["ConfigMap", "Secret", *IDENTITY, "Deployment", "Service", "HorizontalPodAutoscaler"],
+            [
+                "ConfigMap",
+                "Secret",
+                "Secret",
+                *IDENTITY,
+                "Deployment",
+                "Service",
+                "HorizontalPodAutoscaler",
+            ],
         ),
         (
             "full",

@@ -275,8 +275,8 @@ class Outbound:
         self.metrics.budget_rejections.labels(limit.period).inc()
         call.fields["budget_limit"] = limit.period
         message = (
-            f"budget exhausted: the {limit.period} limit of {limit.max_usd:.2f} USD "
-            f"is used up ({exhausted.spent_usd:.4f} USD spent in {exhausted.period_key})"
+            f"budget exhausted: the {limit.period} limit of {limit.max_usd:.6g} USD "
+            f"is used up ({exhausted.spent_usd:.6g} USD spent in {exhausted.period_key})"
         )
         return json_error(
             429,
