@@ -12,8 +12,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
+# The control plane and kwok (its simulated nodes), each cached outside the clone.
 controlplane:
 	hack/build-controlplane
+	hack/build-kwok
 
 # helm for the chart's tests, from its Go module (cached like the control plane).
 helm:

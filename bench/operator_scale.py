@@ -648,7 +648,8 @@ def run_one(operator: str, n: int, args: argparse.Namespace, logs: Path) -> dict
     if directory.exists():  # left by an interrupted run
         Cluster(directory).down()
         shutil.rmtree(directory)
-    cluster = Cluster(directory, service_cidr=SERVICE_CIDR)
+    # no simulated nodes: figures stay comparable with runs made before they existed
+    cluster = Cluster(directory, service_cidr=SERVICE_CIDR, nodes=False)
     process: subprocess.Popen[bytes] | None = None
     try:
         cluster.up()

@@ -1,14 +1,18 @@
-"""A local Kubernetes control plane on loopback: etcd, kube-apiserver and
-kube-controller-manager from the multi-call binary that
-`hack/build-controlplane` builds from the upstream Go modules.
+"""A local Kubernetes control plane on loopback: etcd, kube-apiserver,
+kube-controller-manager and kube-scheduler from the multi-call binary that
+`hack/build-controlplane` builds from the upstream Go modules, and simulated
+nodes: kwok (`hack/build-kwok`) runs the pods bound to them through their
+lifecycle (Running and Ready at once; gone when deleted), so Deployments
+become Available and rollouts complete. `nodes=False` (`up --no-nodes`)
+leaves the scheduler, kwok and the nodes out: pods stay Pending.
 
 Standard library only, so `hack/cluster` runs before any virtualenv exists.
 The pytest fixtures import this module; nothing shells out to `hack/cluster`.
 
 Layout of the data directory (default `.cluster/` at the repository root):
 
-    bin/            kubectl, etcd, kube-apiserver, kube-controller-manager
-                    (symlinks to the multi-call binary)
+    bin/            kubectl, etcd, kube-apiserver, kube-controller-manager,
+                    kube-scheduler (symlinks to the multi-call binary), kwok
     pki/            CA, serving cert, service-account key pair, tokens
     etcd/           etcd data (survives an apiserver restart)
     logs/           one log file per process
@@ -37,8 +41,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = REPO / ".cluster"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
+# What runs pods on the simulated nodes; left out with nodes=False.
+NODE_COMPONENTS = ("kube-scheduler", "kwok")
 # Stop order: the apiserver's etcd client keeps retrying if etcd goes first.
-STOP_ORDER = ("kube-controller-manager", "kube-apiserver", "etcd")
+STOP_ORDER = ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
+# The simulated nodes, all managed by one kwok.
+NODE_NAMES = ("kwok-node-0",)
+# Pods per node: room for every test's pods, while a test that asks for tens of
+# thousands of replicas (test_spec_fuzz) gets a few hundred running and the rest
+# Pending, instead of kwok and the scheduler simulating them all.
+NODE_PODS = 300
 # Wide enough for the fuzz and scale tests' Services (a /24 runs out at ~250).
 DEFAULT_SERVICE_CIDR = "10.0.0.0/16"
 
@@ -61,16 +73,42 @@ rules:
 """
 
 
-# user -> groups of the static token identities.
+# user -> groups of the static token identities. The scheduler has exactly the
+# bootstrap RBAC of its user name; kwok writes nodes', pods' and leases' status.
 USERS = {
     "admin": "system:masters",
     "system:kube-controller-manager": "system:masters",
     "agent-operator": "system:masters",
+    "system:kube-scheduler": "",
+    "kwok": "system:masters",
 }
 
 
 class ClusterError(RuntimeError):
     """The control plane could not be built, started or reached."""
+
+
+def node_manifest(name: str, index: int) -> dict[str, object]:
+    """A Node for kwok to simulate (index: its place in NODE_NAMES). Its status is
+    kept on create, and kwok keeps capacity and allocatable as given."""
+    capacity = {"cpu": "1000", "memory": "4Ti", "ephemeral-storage": "4Ti", "pods": str(NODE_PODS)}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "type": "kwok",
+            },
+            "annotations": {"kwok.x-k8s.io/node": "fake"},
+        },
+        # kwok hands out pod IPs from the node's range, apart from the Services'.
+        "spec": {"podCIDR": f"10.{128 + index}.0.0/16"},
+        "status": {"capacity": capacity, "allocatable": capacity},
+    }
 
 
 @dataclass
@@ -84,6 +122,8 @@ class State:
     pids: dict[str, int] = field(default_factory=dict)
     # Fixed at creation: etcd keeps the Services' IPs, so a restart reuses it.
     service_cidr: str = DEFAULT_SERVICE_CIDR
+    # 0: not chosen yet (a state.json written before the scheduler existed).
+    scheduler_port: int = 0
 
 
 def free_port() -> int:
@@ -114,28 +154,46 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def build_binary() -> Path:
-    """Build (or find in the user-level cache) the multi-call binary."""
-    script = REPO / "hack" / "build-controlplane"
+def _build(name: str) -> Path:
+    """Run hack/<name>, which builds (or finds in the user-level cache) one binary."""
+    script = REPO / "hack" / name
     result = subprocess.run([str(script)], stdout=subprocess.PIPE, text=True, check=False)
     if result.returncode != 0:
         raise ClusterError(f"{script} failed with exit code {result.returncode}")
     return Path(result.stdout.strip().splitlines()[-1])
 
 
+def build_kwok() -> Path:
+    """Build (or find in the user-level cache) kwok; its stages.yaml lies beside it."""
+    return _build("build-kwok")
+
+
+def build_binary() -> Path:
+    """Build (or find in the user-level cache) the multi-call binary, and kwok too:
+    each takes minutes cold, which must not count against a test's timeout."""
+    build_kwok()
+    return _build("build-controlplane")
+
+
 class Cluster:
     """One local control plane rooted at a data directory."""
 
-    def __init__(self, root: Path = DEFAULT_DIR, service_cidr: str = DEFAULT_SERVICE_CIDR) -> None:
+    def __init__(
+        self, root: Path = DEFAULT_DIR, service_cidr: str = DEFAULT_SERVICE_CIDR, nodes: bool = True
+    ) -> None:
         """service_cidr: the Services' IP range of a cluster created here (a /24 holds
-        about 250 Services); an existing cluster keeps the range in its state.json."""
+        about 250 Services); an existing cluster keeps the range in its state.json.
+        nodes: run kube-scheduler and kwok with simulated nodes, so pods run."""
         self.root = root.resolve()
         self.service_cidr = service_cidr
+        self.nodes = nodes
         self.bin = self.root / "bin"
         self.pki = self.root / "pki"
         self.logs = self.root / "logs"
         self.kubeconfig = self.root / "kubeconfig"
         self.kcm_kubeconfig = self.root / "kcm.kubeconfig"
+        self.scheduler_kubeconfig = self.root / "scheduler.kubeconfig"
+        self.kwok_kubeconfig = self.root / "kwok.kubeconfig"
         # The operator's own identity, so the audit log can single out its writes.
         self.operator_kubeconfig = self.root / "operator.kubeconfig"
         self.audit_log = self.logs / "audit.log"
@@ -144,9 +202,13 @@ class Cluster:
     # -- public commands -------------------------------------------------
 
     def up(self, timeout: float = 120.0) -> bool:
-        """Start the cluster unless it already runs; True if it was started."""
+        """Start the cluster unless it already runs; True if it was started.
+
+        A running cluster gets its nodes (scheduler, kwok, Node objects) added or
+        removed to match `nodes`, and stays the caller's to stop: False."""
         state = self._load_state()
-        if state and self._running(state) and self._ready(state, timeout=5):
+        if state and self._running(state, COMPONENTS) and self._ready(state, timeout=5):
+            self._match_nodes(state, timeout, prepared=False)
             return False
         if state:
             self._stop(state)
@@ -155,8 +217,14 @@ class Cluster:
             free_port(), free_port(), free_port(), free_port(), service_cidr=self.service_cidr
         )
         # Reuse the saved ports when free: etcd's member record keeps its peer URL.
-        for name in ("etcd_port", "etcd_peer_port", "apiserver_port", "controller_manager_port"):
-            if port_open(getattr(state, name)):
+        for name in (
+            "etcd_port",
+            "etcd_peer_port",
+            "apiserver_port",
+            "controller_manager_port",
+            "scheduler_port",
+        ):
+            if not getattr(state, name) or port_open(getattr(state, name)):
                 setattr(state, name, free_port())
         state.pids = {}
         self._save_state(state)
@@ -166,7 +234,63 @@ class Cluster:
         self._wait(lambda: self._ready(state, timeout=2), "kube-apiserver /readyz", timeout)
         self._write_kubeconfig(state)
         self._start("kube-controller-manager", state)
+        self._match_nodes(state, timeout, prepared=True)
         return True
+
+    def _match_nodes(self, state: State, timeout: float, prepared: bool) -> None:
+        """Start the scheduler, kwok and the nodes (nodes=True), or stop them and delete
+        the nodes (nodes=False), on a running control plane; `prepared`: _prepare ran."""
+        if not self.nodes:
+            for name in NODE_COMPONENTS:
+                self._stop_one(name, state)
+            # Pods bound to a node nobody simulates would never finish deleting;
+            # without the node, the pod garbage collector removes them.
+            self.kubectl("delete", "node", *NODE_NAMES, "--ignore-not-found")
+            return
+        if self._running(state, NODE_COMPONENTS):
+            return
+        if not prepared and self._prepare():
+            # A cluster from before these identities: the apiserver reads its token
+            # file only at start.
+            print(
+                "restarting kube-apiserver to load the scheduler's and kwok's tokens",
+                file=sys.stderr,
+            )
+            self.restart_apiserver(timeout)
+            state = self._require_state()
+        if not state.scheduler_port or port_open(state.scheduler_port):
+            state.scheduler_port = free_port()
+        self._write_kubeconfig(state)
+        for name in NODE_COMPONENTS:
+            if not (name in state.pids and pid_alive(state.pids[name])):
+                self._start(name, state)
+        self._create_nodes(timeout)
+
+    def _create_nodes(self, timeout: float) -> None:
+        """Create the simulated Node objects (kept if they exist) and wait until kwok
+        reports them Ready."""
+        for index, name in enumerate(NODE_NAMES):
+            created = self.kubectl(
+                "create", "-f", "-", input=json.dumps(node_manifest(name, index)), check=False
+            )
+            if created.returncode != 0 and "AlreadyExists" not in created.stderr:
+                raise ClusterError(f"cannot create node {name}: {created.stderr.strip()}")
+            # Admission (TaintNodesByCondition) taints a new node not-ready; the node
+            # lifecycle controller, which would lift it, stays off (see _command).
+            self.kubectl("patch", "node", name, "--type=merge", "-p", '{"spec":{"taints":null}}')
+        self._wait(self._nodes_ready, f"nodes {', '.join(NODE_NAMES)} Ready", timeout)
+
+    def _nodes_ready(self) -> bool:
+        listed = self.kubectl("get", "nodes", "-o", "json", check=False)
+        if listed.returncode != 0:
+            return False
+        ready = {
+            node["metadata"]["name"]
+            for node in json.loads(listed.stdout)["items"]
+            for cond in (node.get("status") or {}).get("conditions") or []
+            if cond.get("type") == "Ready" and cond.get("status") == "True"
+        }
+        return ready >= set(NODE_NAMES)
 
     def down(self) -> None:
         """Stop every process of the cluster; keeps the data directory."""
@@ -272,30 +396,36 @@ class Cluster:
 
     def ports(self) -> list[int]:
         state = self._require_state()
-        return [
+        ports = [
             state.etcd_port,
             state.etcd_peer_port,
             state.apiserver_port,
             state.controller_manager_port,
         ]
+        return ports + ([state.scheduler_port] if "kube-scheduler" in state.pids else [])
 
     def pids(self) -> dict[str, int]:
         return dict(self._require_state().pids)
 
     # -- setup -------------------------------------------------------------
 
-    def _prepare(self) -> None:
-        binary = build_binary()
+    def _prepare(self) -> bool:
+        """Binaries, links, PKI; True if identities were added to an existing token file."""
+        binary = _build("build-controlplane")
+        links = {name: binary for name in ("kubectl", *COMPONENTS, "kube-scheduler")}
+        if self.nodes:
+            links["kwok"] = build_kwok()
         for d in (self.bin, self.pki, self.logs, self.root / "etcd"):
             d.mkdir(parents=True, exist_ok=True)
-        for name in ("kubectl", *COMPONENTS):
+        for name, target in links.items():
             link = self.bin / name
             if link.is_symlink() or link.exists():
                 link.unlink()
-            link.symlink_to(binary)
+            link.symlink_to(target)
         (self.root / "audit-policy.yaml").write_text(AUDIT_POLICY)
         if not (self.pki / "tokens.csv").exists():
             self._make_pki()
+        return self._add_tokens()
 
     def _make_pki(self) -> None:
         pki = self.pki
@@ -356,21 +486,35 @@ class Cluster:
         )
         openssl("genrsa", "-out", "sa.key", "2048")
         openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub")
-        # One identity per client, so the audit log tells whose write it was.
-        rows = []
-        for user, groups in USERS.items():
-            token = secrets.token_hex(24)
-            (pki / f"{user}.token").write_text(token)
-            rows.append(f'{token},{user},{user},"{groups}"')
-        (pki / "tokens.csv").write_text("\n".join(rows) + "\n")
+        (pki / "tokens.csv").touch()
         for f in pki.iterdir():
             f.chmod(0o600)
+
+    def _add_tokens(self) -> bool:
+        """Give each of USERS missing from tokens.csv a token; True if any was added.
+        One identity per client, so the audit log tells whose write it was."""
+        tokens = self.pki / "tokens.csv"
+        known = {row.split(",")[1] for row in tokens.read_text().splitlines() if row}
+        rows = []
+        for user, groups in USERS.items():
+            if user in known:
+                continue
+            token = secrets.token_hex(24)
+            path = self.pki / f"{user}.token"
+            path.write_text(token)
+            path.chmod(0o600)
+            rows.append(f'{token},{user},{user},"{groups}"' if groups else f"{token},{user},{user}")
+        with tokens.open("a") as out:
+            out.writelines(row + "\n" for row in rows)
+        return bool(rows)
 
     def _write_kubeconfig(self, state: State) -> None:
         for path, user in (
             (self.kubeconfig, "admin"),
             (self.kcm_kubeconfig, "system:kube-controller-manager"),
             (self.operator_kubeconfig, "agent-operator"),
+            (self.scheduler_kubeconfig, "system:kube-scheduler"),
+            (self.kwok_kubeconfig, "kwok"),
         ):
             token = (self.pki / f"{user}.token").read_text().strip()
             config = {
@@ -447,11 +591,34 @@ class Cluster:
                 "--authentication-skip-lookup",
                 "--bind-address=127.0.0.1",
                 f"--secure-port={state.controller_manager_port}",
-                # No cloud and no nodes: the node controllers would only fail.
+                # No cloud: nodes get their pod CIDR at creation, not from IPAM. The
+                # lifecycle controller would evict the simulated nodes' pods when kwok's
+                # heartbeats stall (an apiserver restart in a fault test).
                 "--controllers=*,-node-ipam-controller,-node-lifecycle-controller",
                 f"--service-account-private-key-file={pki / 'sa.key'}",
                 f"--root-ca-file={pki / 'ca.crt'}",
                 "--leader-elect=false",
+            ]
+        if name == "kube-scheduler":
+            kubeconfig = str(self.scheduler_kubeconfig)
+            return [
+                str(self.bin / "kube-scheduler"),
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                "--authentication-skip-lookup",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={state.scheduler_port}",
+                "--leader-elect=false",
+            ]
+        if name == "kwok":
+            binary = self.bin / "kwok"
+            return [
+                str(binary),
+                f"--kubeconfig={self.kwok_kubeconfig}",
+                # The module's own stage definitions, cached beside the binary.
+                f"--config={binary.resolve().parent / 'stages.yaml'}",
+                "--manage-all-nodes=true",
             ]
         raise ValueError(name)
 
@@ -490,8 +657,8 @@ class Cluster:
         for name in STOP_ORDER:
             self._stop_one(name, state)
 
-    def _running(self, state: State) -> bool:
-        return all(name in state.pids and pid_alive(state.pids[name]) for name in COMPONENTS)
+    def _running(self, state: State, names: tuple[str, ...]) -> bool:
+        return all(name in state.pids and pid_alive(state.pids[name]) for name in names)
 
     def _ready(self, state: State, timeout: float) -> bool:
         token_file = self.pki / "admin.token"
@@ -544,8 +711,13 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="hack/cluster", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="data directory")
+    parser.add_argument(
+        "--no-nodes",
+        action="store_true",
+        help="up: no kube-scheduler, kwok or nodes (pods stay Pending)",
+    )
     args = parser.parse_args(argv)
-    cluster = Cluster(args.dir)
+    cluster = Cluster(args.dir, nodes=not args.no_nodes)
     try:
         if args.command == "up":
             started = cluster.up()

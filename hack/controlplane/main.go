@@ -1,6 +1,7 @@
 // Command kube is one multi-call binary holding the parts of a local
 // Kubernetes control plane, built from the upstream Go modules pinned in
-// go.mod: etcd, kube-apiserver, kube-controller-manager and kubectl.
+// go.mod: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
+// kubectl.
 //
 // It dispatches on the name it was invoked as (a symlink named kubectl runs
 // kubectl) or, when invoked as "kube", on its first argument.
@@ -16,9 +17,10 @@ import (
 	kubectl "k8s.io/kubectl/pkg/cmd"
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
 )
 
-const usage = "usage: kube {etcd|kube-apiserver|kube-controller-manager|kubectl} [args...]"
+const usage = "usage: kube {etcd|kube-apiserver|kube-controller-manager|kube-scheduler|kubectl} [args...]"
 
 func main() {
 	name := filepath.Base(os.Args[0])
@@ -40,6 +42,10 @@ func main() {
 		os.Exit(cli.Run(cmd))
 	case "kube-controller-manager":
 		cmd := controllermanager.NewControllerManagerCommand()
+		cmd.SetArgs(args)
+		os.Exit(cli.Run(cmd))
+	case "kube-scheduler":
+		cmd := scheduler.NewSchedulerCommand()
 		cmd.SetArgs(args)
 		os.Exit(cli.Run(cmd))
 	case "kubectl":

@@ -1,8 +1,9 @@
 """The operator's side of budgets on the real control plane: status.budget from the ledger.
 
 SpendRecords are created here as admin (kubectl apply of `ledger.record_body`
-with made-up pod uids) to stand in for the gateways. Pods never run (no
-kubelet), so the phase below BudgetExhausted is Progressing.
+with made-up pod uids) to stand in for the gateways. The pods run on the
+cluster's simulated nodes (no gateway process in them), so the phase below
+BudgetExhausted is Ready.
 """
 
 from __future__ import annotations
@@ -15,7 +16,16 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from tests.e2e.test_operator import agd, apply, get, manifest, reconciles, source_secret, wait_for
+from tests.e2e.test_operator import (
+    agd,
+    apply,
+    get,
+    manifest,
+    phase_ready,
+    reconciles,
+    source_secret,
+    wait_for,
+)
 
 from agent_operator import ledger
 from agent_operator.ledger import SpendRecordSpec
@@ -114,14 +124,7 @@ def metric(process: OperatorProcess, name: str, namespace: str) -> float | None:
 
 def settled_rollout(cluster: Cluster, namespace: str) -> None:
     """Wait until the Deployment controller is done with its status (a reconcile each)."""
-    wait_for(
-        lambda: any(
-            c["type"] == "Progressing" and c["message"] == "0 of 1 replicas available"
-            for c in agd(cluster, namespace)["status"]["conditions"]
-        ),
-        30,
-        "the rollout's final status",
-    )
+    wait_for(lambda: phase_ready(cluster, namespace), 60, "the rollout's final status")
     time.sleep(3)
 
 
@@ -175,7 +178,7 @@ def test_status_budget_follows_the_ledger(
         "spend reached 80% of the day limit",
     ]
     body = agd(cluster, namespace)
-    assert body["status"]["phase"] == "Progressing"
+    assert body["status"]["phase"] == "Ready"
     assert body["status"]["budget"]["remainingUSD"] == pytest.approx(0.12)
 
     spend(cluster, namespace, owner, "pod-c", 0.2)  # 1.08: exhausted
@@ -215,7 +218,7 @@ def test_records_of_gone_pods_are_folded(
         30,
         "the Deployment's pod",
     )
-    live = pods[0]["metadata"]["uid"]  # a pod that exists (never runs: no kubelet)
+    live = pods[0]["metadata"]["uid"]  # a pod that exists
     spend(cluster, namespace, owner, live, 0.25)
     spend(cluster, namespace, owner, "gone-1", 0.125)
     spend(cluster, namespace, owner, "gone-2", 0.0625)
@@ -286,6 +289,6 @@ def test_period_rollover_resets_status(
     new_end = ledger.period_end("day", day_end + 1).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert status["budget"]["resetsAt"] == new_end
     assert status["budget"]["spentUSD"] == 0 and status["budget"]["exhausted"] is False
-    assert status["phase"] == "Progressing"
+    assert status["phase"] == "Ready"
     assert condition(body, "BudgetAvailable")["status"] == "True"
     assert time.time() + offset - day_end < 5, "the reset came late"

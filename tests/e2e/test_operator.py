@@ -1,8 +1,9 @@
 """The operator on the real control plane: level-triggered, idempotent, owns only its fields.
 
 Each test runs `agent-operator run` as a subprocess (user agent-operator,
-scoped to the test's namespace). Pods never run here (no kubelet), so the
-expected phase is Progressing.
+scoped to the test's namespace). Pods run on the cluster's simulated nodes
+(kwok: Running and Ready as soon as they are bound), so a converged
+AgentDeployment reaches phase Ready.
 """
 
 from __future__ import annotations
@@ -117,6 +118,15 @@ def converged(cluster: Cluster, namespace: str, name: str = "bot") -> dict[str, 
     return body
 
 
+def phase_ready(cluster: Cluster, namespace: str, name: str = "bot") -> dict[str, Any] | None:
+    """The AgentDeployment once its status says Ready for its current generation."""
+    body = agd(cluster, namespace, name)
+    status = body.get("status") or {}
+    if status.get("observedGeneration") != body["metadata"]["generation"]:
+        return None
+    return body if status.get("phase") == "Ready" else None
+
+
 def children(cluster: Cluster, namespace: str) -> list[tuple[str, str]]:
     items = get(cluster, namespace, CHILD_KINDS, "-l", LABEL)
     assert items is not None
@@ -147,7 +157,8 @@ def operator_writes(cluster: Cluster, namespace: str, since: float) -> list[dict
 
     user = operator_user(namespace)
     entries = []
-    for line in cluster.audit_log.read_text().splitlines():
+    # newlines only: str.splitlines also splits at U+0085, left unescaped in the log
+    for line in cluster.audit_log.read_text().split("\n"):
         if f'"{user}"' not in line:
             continue
         entry = json.loads(line)
@@ -170,6 +181,7 @@ def reconciles(process: OperatorProcess) -> float:
     )
 
 
+AGD_EVENTS = "involvedObject.kind=AgentDeployment"
 EXPECTED_CHILDREN = sorted(
     [
         ("ConfigMap", "bot-budget"),
@@ -187,25 +199,23 @@ def test_apply_creates_children_and_status(
     source_secret(cluster, namespace)
     apply(cluster, namespace, manifest())
     wait_for(lambda: converged(cluster, namespace), 30, "convergence")
-    # replicas are mirrored once the Deployment controller has reported them
-    body = wait_for(
-        lambda: (b := agd(cluster, namespace))["status"].get("replicas") == 1 and b,
-        30,
-        "status.replicas mirrored",
-    )
+    # the pod runs: the rollout completes and the phase follows
+    body = wait_for(lambda: phase_ready(cluster, namespace), 60, "phase Ready")
 
     assert children(cluster, namespace) == EXPECTED_CHILDREN
     status = body["status"]
-    assert status["observedGeneration"] == body["metadata"]["generation"]
-    assert status["phase"] == "Progressing"  # no kubelet: pods never become ready
     conditions = {c["type"]: c for c in status["conditions"]}
-    assert conditions["Ready"]["status"] == "False"
-    assert conditions["Progressing"]["status"] == "True"
+    assert (conditions["Ready"]["status"], conditions["Ready"]["reason"]) == ("True", "Ready")
+    assert conditions["Ready"]["message"] == "1 of 1 replicas ready"
+    assert (conditions["Progressing"]["status"], conditions["Progressing"]["reason"]) == (
+        "False",
+        "RolloutComplete",
+    )
     assert conditions["Degraded"]["status"] == "False"
     assert all(
         c["observedGeneration"] == body["metadata"]["generation"] for c in conditions.values()
     )
-    assert status["replicas"] == 1 and status["readyReplicas"] == 0
+    assert status["replicas"] == 1 and status["readyReplicas"] == 1
     assert status["credentials"]["rotatedAt"] and status["clientKeys"]["rotatedAt"]
     assert "sk-upstream-1" not in json.dumps(status)
 
@@ -217,15 +227,23 @@ def test_apply_creates_children_and_status(
     client_keys = get(cluster, namespace, "secret", "bot-client-keys")
     assert client_keys is not None and len(base64.b64decode(client_keys["data"]["current"])) >= 32
 
-    events = get(
-        cluster, namespace, "events", "--field-selector", "involvedObject.kind=AgentDeployment"
+    # one Event announces the creation (the children, the keys issued, the phase), one
+    # the rollout's end (posted just after the status write)
+    events = wait_for(
+        lambda: (
+            (e := get(cluster, namespace, "events", "--field-selector", AGD_EVENTS))
+            and len(e["items"]) >= 2
+            and e["items"]
+        ),
+        10,
+        "the Events of the creation and the rollout's end",
     )
-    assert events is not None
-    # one Event announces the creation: the children, the keys issued, the phase
-    [created] = events["items"]
+    created, became_ready = sorted(events, key=lambda e: e["reason"] != "Created")
     assert created["reason"] == "Created" and created["type"] == "Normal"
     for said in ("Deployment bot", "Service bot", "issued key", "phase none -> Progressing"):
         assert said in created["message"], created["message"]
+    assert (became_ready["reason"], became_ready["type"]) == ("Ready", "Normal")
+    assert became_ready["message"] == "phase Progressing -> Ready: 1 of 1 replicas ready"
     metrics = operator_process.metrics()
     assert 'agent_operator_reconcile_total{result="synced"}' in metrics
     assert 'agent_operator_managed_objects{kind="Deployment"} 1.0' in metrics
@@ -364,16 +382,9 @@ def test_idle_operator_makes_no_writes(
         ),
     )
     wait_for(lambda: converged(cluster, namespace), 30, "convergence")
-    # The Deployment controller's last status change (the pod created, never available)
-    # makes us write status once more: wait for that write rather than hope a sleep covers it.
-    wait_for(
-        lambda: (
-            (b := agd(cluster, namespace))["status"].get("replicas") == 1
-            and progressing_message(b) == "0 of 1 replicas available"
-        ),
-        30,
-        "the rollout's final status mirrored",
-    )
+    # The Deployment controller's last status change (the pod available) makes us write
+    # status once more: wait for that write rather than hope a sleep covers it.
+    wait_for(lambda: phase_ready(cluster, namespace), 60, "the rollout's final status mirrored")
     time.sleep(5)  # let the Deployment and HPA controllers settle their status writes
     assert operator_writes(cluster, namespace, time.time() - 600), "audit log sees our writes"
     since, before = time.time(), reconciles(operator)
@@ -436,8 +447,8 @@ def test_kill9_mid_reconcile_then_restart_converges(
     replicasets = get(cluster, namespace, "replicaset", "-l", LABEL)  # not the chart's own
     assert replicasets is not None and len(replicasets["items"]) == len(names)
     for name in names:
-        status = agd(cluster, namespace, name)["status"]
-        assert status["observedGeneration"] == 1 and status["phase"] == "Progressing"
+        body = wait_for(lambda n=name: phase_ready(cluster, namespace, n), 60, f"{name} Ready")  # type: ignore[misc]
+        assert body["status"]["observedGeneration"] == 1
 
 
 def test_operator_survives_apiserver_restart(
@@ -476,11 +487,12 @@ def test_missing_source_secret_is_degraded_then_recovers(
     assert "Traceback" not in json.dumps(body["status"])
     # Each change of a child (the Deployment controller's status writes, seconds late
     # on a loaded machine) rightly triggers a reconcile; let those pass first, so the
-    # window below counts the timer's retries alone.
+    # window below counts the timer's retries alone. The pods run meanwhile: only the
+    # credentials Secret is missing, and the simulated node does not mount it.
     wait_for(
         lambda: (
-            (b := agd(cluster, namespace))["status"].get("replicas") == 1
-            and progressing_message(b) == "0 of 1 replicas available"
+            (b := agd(cluster, namespace))["status"].get("readyReplicas") == 1
+            and progressing_message(b) == "1 of 1 replicas ready"
         ),
         30,
         "the Deployment's status mirrored",
@@ -495,7 +507,7 @@ def test_missing_source_secret_is_degraded_then_recovers(
     assert get(cluster, namespace, "secret", "bot-credentials") is None
     source_secret(cluster, namespace)
     wait_for(lambda: converged(cluster, namespace), 30, "recovery (retry with backoff)")
-    assert agd(cluster, namespace)["status"]["phase"] == "Progressing"
+    wait_for(lambda: phase_ready(cluster, namespace), 30, "phase Ready")
     events = get(
         cluster, namespace, "events", "--field-selector", "reason=CredentialsSecretMissing"
     )

@@ -150,9 +150,9 @@ def test_objects_it_does_not_control_are_left_alone(
         cluster.kubectl("-n", namespace, "delete", b["kind"].lower(), b["metadata"]["name"])
     wait_for(lambda: converged(cluster, namespace), 30, "convergence once they are gone")
     body = wait_for(
-        lambda: (b := agd(cluster, namespace))["status"]["phase"] == "Progressing" and b,
+        lambda: (b := agd(cluster, namespace))["status"]["phase"] == "Ready" and b,
         30,
-        "phase Progressing",
+        "phase Ready",
     )
     for kind, name in (("service", "bot"), ("secret", "bot-credentials")):
         child = get(cluster, namespace, kind, name)

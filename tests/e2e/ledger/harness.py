@@ -1,12 +1,13 @@
 """Gateways of one AgentDeployment, run as local processes the way their pods run them.
 
 The command line, the environment and the volumes come from the live
-Deployment the operator wrote; the pods are the real (Pending: no kubelet)
-pods its ReplicaSet created. Each gateway gets its pod's identity the way
-the kubelet gives it: the downward-API env resolved from that pod, and a
-service-account token of `<agent>-gateway` bound to that pod (TokenRequest),
-with the cluster's CA beside it. Only what a pod provides differently is
-remapped: mount dirs (laid out like the kubelet's) and listen ports, and
+Deployment the operator wrote; the pods are the real pods its ReplicaSet
+created (Running on a simulated node: kwok starts no container). Each
+gateway gets its pod's identity the way the kubelet gives it: the
+downward-API env resolved from that pod, and a service-account token of
+`<agent>-gateway` bound to that pod (TokenRequest), with the cluster's CA
+beside it. Only what a pod provides differently is remapped: mount dirs
+(laid out like the kubelet's) and listen ports, and
 KUBERNETES_SERVICE_HOST/PORT point at the local API server.
 """
 
