@@ -23,7 +23,7 @@ from agent_operator.sidecar import SERVICE_ACCOUNT_DIR, Listen, parse
 
 REPO = Path(__file__).resolve().parents[2]
 PROVIDER = "http://127.0.0.1:18092/v1"
-ROOT = Path("/work/volumes/pod-1")
+ROOT = Path("/var/lib/podrun/volumes/pod-1")
 SERVER = "https://127.0.0.1:6443"
 
 
