@@ -46,7 +46,7 @@ from agent_operator.render import render_manifest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hack"))
 from gateway import stop  # bench/gateway.py: SIGTERM, then SIGKILL after 15 s
-from localcluster import DEFAULT_DIR, Cluster, ClusterError
+from localcluster import DEFAULT_DIR, Cluster, ClusterError, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -443,13 +443,6 @@ def percentile(values: list[float], p: float) -> float | None:
 
 
 # ------------------------------------------------------------------ processes
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def http_ok(url: str) -> bool:
