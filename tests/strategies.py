@@ -136,6 +136,10 @@ def gateways(draw: st.DrawFn) -> dict[str, Any]:
         },
         "promptGuard": {
             "mode": draw(st.sampled_from(["block", "flag", "off"])),
+            "outbound": draw(st.sampled_from(["block", "flag", "off"])),
+            "outboundRoles": draw(
+                st.lists(st.sampled_from(["user", "assistant", "system", "developer"]), unique=True)
+            ),
             "extraPatterns": draw(
                 st.lists(
                     st.sampled_from(

@@ -36,11 +36,13 @@ from agent_operator.sidecar import (
     DEFAULT_MAX_REQUEST_BODY_BYTES,
     DEFAULT_UNKNOWN_MODEL_PRICE,
     GATEWAY_PORTS,
+    SCREENABLE_ROLES,
     UNMETERED_ENDPOINTS,
     BudgetPeriod,
     GuardMode,
     OnExhausted,
     Provider,
+    ScreenableRole,
 )
 
 GROUP: Final = "agents.dev"
@@ -570,15 +572,42 @@ GuardPattern = Annotated[
 ]
 
 
+def no_duplicates(names: list[str]) -> list[str]:
+    """A list that Kubernetes treats as a set (x-kubernetes-list-type: set)."""
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise PydanticCustomError(
+                "rule", "{message}", {"message": f"duplicate value {name!r}", "field": f"[{i}]"}
+            )
+    return names
+
+
 class PromptGuard(_Model):
-    """Prompt-injection guard on inbound request bodies."""
+    """Prompt-injection guard on both doors: what callers send the agent, and
+    the tool results the agent sends on to the provider."""
 
     mode: GuardMode = "block"
-    """block: refuse with 400; flag: forward, count and log; off."""
+    """Inbound request bodies. block: refuse with 400; flag: forward, count
+    and log; off."""
+    outbound: GuardMode = "flag"
+    """Tool and function results in the agent's calls to the provider, where
+    text fetched from elsewhere arrives (indirect injection). block: answer
+    the agent with a 400 in the provider's error shape naming the rule, the
+    provider never sees the call; flag: forward, count and log; off."""
+    outbound_roles: list[ScreenableRole] = Field(
+        [],
+        max_length=len(SCREENABLE_ROLES),
+        alias="outboundRoles",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    """Message roles screened outbound as well (user, assistant, system,
+    developer); tool results always are when outbound is not off."""
     extra_patterns: list[GuardPattern] = Field([], max_length=64, alias="extraPatterns")
     """Extra regular expressions that count as an injection, in RE2 syntax (no
     backreferences or lookaround): matched in linear time, so no pattern can
     stall the gateway."""
+
+    _unique = field_validator("outbound_roles")(no_duplicates)
 
     @field_validator("extra_patterns")
     @classmethod
@@ -642,15 +671,7 @@ class Gateway(_Model):
     """Resources of the gateway container; default requests cpu 50m, memory 64Mi,
     limits memory 256Mi."""
 
-    @field_validator("allow_unmetered_endpoints")
-    @classmethod
-    def _unique(cls, names: list[str]) -> list[str]:
-        for i, name in enumerate(names):
-            if name in names[:i]:
-                raise PydanticCustomError(
-                    "rule", "{message}", {"message": f"duplicate value {name!r}", "field": f"[{i}]"}
-                )
-        return names
+    _unique = field_validator("allow_unmetered_endpoints")(no_duplicates)
 
 
 class Telemetry(_Model):

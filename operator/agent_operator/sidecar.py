@@ -78,6 +78,10 @@ Provider = Literal["openai", "anthropic", "azure-openai", "openai-compatible"]
 PROVIDERS: Final = get_args(Provider)
 GuardMode = Literal["block", "flag", "off"]
 GUARD_MODES: Final = get_args(GuardMode)
+# Message roles the outbound guard may screen besides tool results (which it
+# always screens when on): spec.gateway.promptGuard.outboundRoles.
+ScreenableRole = Literal["user", "assistant", "system", "developer"]
+SCREENABLE_ROLES: Final = get_args(ScreenableRole)
 # Where spend is kept (docs/budget.md): this process only, the shared
 # SpendRecord ledger on the Kubernetes API, or Redis (strict, opt-in).
 SpendStoreKind = Literal["memory", "kubernetes", "redis"]
@@ -368,6 +372,24 @@ class GatewayArgs:
             "extra regex in RE2 syntax (repeatable)",
             metavar="REGEX",
             repeat=tuple,
+        ),
+    )
+    prompt_guard_outbound: GuardMode = field(
+        default="flag",
+        metadata=_flag(
+            "--prompt-guard-outbound",
+            "guard mode for tool results the agent sends to the provider",
+            choices=GUARD_MODES,
+        ),
+    )
+    prompt_guard_outbound_roles: frozenset[str] = field(
+        default=frozenset(),
+        metadata=_flag(
+            "--prompt-guard-outbound-role",
+            "a message role also screened outbound (repeatable): " + ", ".join(SCREENABLE_ROLES),
+            choices=SCREENABLE_ROLES,
+            metavar="ROLE",
+            repeat=frozenset,
         ),
     )
     max_request_body_bytes: int = field(

@@ -110,6 +110,7 @@ class RecordedRequest:
     json: Any  # parsed body; None when empty or not JSON
     received_at: float
     query: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""  # the body exactly as received (not in /_fake/requests)
 
 
 class BadRequest(Exception):
@@ -205,7 +206,7 @@ class FakeUpstream:
     async def _api(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         payload = self._parse(raw)
-        self._record(request, payload)
+        self._record(request, payload, raw)
         provider = self._provider(request)
         fault = self._faults.popleft() if self._faults else None
         if fault is not None:
@@ -256,7 +257,7 @@ class FakeUpstream:
         except ValueError:
             return ...  # not JSON: a sentinel that is no dict, answered with 400
 
-    def _record(self, request: web.Request, payload: Any) -> None:
+    def _record(self, request: web.Request, payload: Any, raw: bytes) -> None:
         self.requests.append(
             RecordedRequest(
                 method=request.method,
@@ -265,6 +266,7 @@ class FakeUpstream:
                 json=None if payload is ... else payload,
                 received_at=time.monotonic(),
                 query=dict(request.query),
+                body=raw,
             )
         )
         if self.max_recorded is not None and len(self.requests) > self.max_recorded:
@@ -501,7 +503,9 @@ class FakeUpstream:
         return web.json_response({"valid_keys": keys})
 
     async def _control_requests(self, _: web.Request) -> web.Response:
-        return web.json_response([asdict(r) for r in self.requests])
+        return web.json_response(
+            [{k: v for k, v in asdict(r).items() if k != "body"} for r in self.requests]
+        )
 
     async def _control_clear(self, _: web.Request) -> web.Response:
         self.clear()

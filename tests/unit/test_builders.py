@@ -218,6 +218,8 @@ def test_gateway_command_is_the_documented_one() -> None:
         "--breaker-open-seconds", "30",
         "--prompt-guard", "block",
         "--prompt-guard-extra-pattern", "(?i)reveal your system prompt",
+        "--prompt-guard-outbound", "block",
+        "--prompt-guard-outbound-role", "user",
         "--max-request-body-bytes", "4194304",
         "--allow-unmetered", "completions",
         "--spend-store", "kubernetes",
@@ -251,11 +253,13 @@ def test_gateway_command_follows_the_spec() -> None:
     assert flags["--prompt-guard"] == "flag"
     assert "--otlp-endpoint" not in command
     # A pattern that looks like an option is passed as --flag=value.
-    assert command[-15:-12] == [
+    assert command[-17:-14] == [
         "--prompt-guard-extra-pattern",
         "a+",
         "--prompt-guard-extra-pattern=-{3,}",
     ]
+    # tool results are flagged unless the spec says otherwise
+    assert command[-14:-12] == ["--prompt-guard-outbound", "flag"]
     assert command[-12:-10] == ["--max-request-body-bytes", "4194304"]
     assert command[-10:-4] == [
         "--spend-store", "memory",

@@ -103,6 +103,8 @@ def gateway_args(agd: AgentDeployment) -> GatewayArgs:
         breaker_open_seconds=gw.circuit_breaker.open_seconds,
         prompt_guard=gw.prompt_guard.mode,
         prompt_guard_extra_patterns=tuple(gw.prompt_guard.extra_patterns),
+        prompt_guard_outbound=gw.prompt_guard.outbound,
+        prompt_guard_outbound_roles=frozenset(gw.prompt_guard.outbound_roles),
         max_request_body_bytes=gw.max_request_body_bytes,
         allow_unmetered=frozenset(gw.allow_unmetered_endpoints),
         spend_store=spend_store(agd),

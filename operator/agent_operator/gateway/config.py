@@ -42,6 +42,8 @@ class Settings:
     breaker_open_seconds: float
     prompt_guard: str
     prompt_guard_extra_patterns: tuple[str, ...]
+    prompt_guard_outbound: str
+    prompt_guard_outbound_roles: frozenset[str]
     otlp_endpoint: str | None
     agent: str
     namespace: str
@@ -78,6 +80,8 @@ class Settings:
             breaker_open_seconds=args.breaker_open_seconds,
             prompt_guard=args.prompt_guard,
             prompt_guard_extra_patterns=args.prompt_guard_extra_patterns,
+            prompt_guard_outbound=args.prompt_guard_outbound,
+            prompt_guard_outbound_roles=args.prompt_guard_outbound_roles,
             otlp_endpoint=args.otlp_endpoint or None,
             agent=args.agent,
             namespace=args.namespace,

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+# the guard scans ~15 MB/s: a larger body is scanned in a thread, so one big
+# request does not stall both doors' event loop for seconds (64 MiB ~ 4 s)
+SCAN_INLINE_MAX = 256 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class GuardResult:
@@ -23,6 +27,14 @@ class Guard:
             from agent_operator.guard import PromptGuard
 
             self._guard = PromptGuard(extra_patterns=extra_patterns)
+
+    def for_mode(self, mode: str, extra_patterns: tuple[str, ...] = ()) -> Guard:
+        """A guard in `mode` sharing this one's compiled detector (the other door's)."""
+        if self._guard is None or mode == "off":
+            return Guard(mode, extra_patterns)
+        other = Guard("off")
+        other.mode, other._guard = mode, self._guard
+        return other
 
     @property
     def active(self) -> bool:

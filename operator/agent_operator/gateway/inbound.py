@@ -22,7 +22,7 @@ from agent_operator.gateway.bodies import (
     streamed_chunks,
 )
 from agent_operator.gateway.config import Settings
-from agent_operator.gateway.guarding import Guard
+from agent_operator.gateway.guarding import SCAN_INLINE_MAX, Guard
 from agent_operator.gateway.screening import (
     Unreadable,
     Unscannable,
@@ -44,9 +44,6 @@ from agent_operator.gateway.wire import (
 _CLIENT_CREDENTIALS = ("authorization", "x-api-key")
 _RESPONSE_DROP = drop_set(HOP_BY_HOP)
 _ROUTES_MAX = 64  # bounds the route label's cardinality
-# the guard scans ~15 MB/s: a larger body is scanned in a thread, so one big
-# request does not stall both doors' event loop for seconds (64 MiB ~ 4 s)
-_SCAN_INLINE_MAX = 256 * 1024
 
 
 class Inbound:
@@ -154,7 +151,7 @@ class Inbound:
         async with self.bodies.read(request) as body:
             ctype = request.content_type if "Content-Type" in request.headers else None
             try:
-                if len(body) > _SCAN_INLINE_MAX:
+                if len(body) > SCAN_INLINE_MAX:
                     # parsed and scanned in a thread, under the body's large slot
                     verdict = await asyncio.to_thread(self._screen, body, ctype, texts, fields)
                 else:
@@ -176,7 +173,7 @@ class Inbound:
         if not result.flagged:
             return None
         rule = result.rule or "unknown"
-        self.metrics.guard.labels(self.guard.mode, rule).inc()
+        self.metrics.guard.labels("inbound", self.guard.mode, rule).inc()
         fields["guard_rule"] = rule
         fields["guard_score"] = round(result.score, 3)
         if self.guard.mode != "block":
@@ -194,7 +191,7 @@ class Inbound:
         self, status: int, kind: str, message: str, fields: dict[str, object]
     ) -> web.Response | None:
         """Block: refuse what the guard cannot read. Flag: forward it, counted."""
-        self.metrics.guard.labels(self.guard.mode, "unreadable").inc()
+        self.metrics.guard.labels("inbound", self.guard.mode, "unreadable").inc()
         fields["guard_rule"] = "unreadable"
         fields["guard_reason"] = message
         if self.guard.mode != "block":

@@ -140,12 +140,14 @@ async def run(settings: Settings) -> int:
             )
         except ImportError as exc:  # serve without spans rather than not at all
             log.emit("error", "tracing_unavailable", error=str(exc))
-    guard = Guard(settings.prompt_guard, settings.prompt_guard_extra_patterns)
+    extras = settings.prompt_guard_extra_patterns
+    guard = Guard(settings.prompt_guard, extras)
+    tool_guard = guard.for_mode(settings.prompt_guard_outbound, extras)
 
     upstream_session = _session(auto_decompress=True)
     agent_session = _session(auto_decompress=False)  # pure pass-through of encodings
     accountant = Accountant(settings, state, metrics, log, tracing)
-    outbound = Outbound(settings, state, accountant, metrics, log, upstream_session)
+    outbound = Outbound(settings, state, accountant, metrics, log, upstream_session, tool_guard)
     inbound = Inbound(settings, state, guard, metrics, log, agent_session)
     admin = Admin(state, metrics)
 

@@ -28,6 +28,7 @@ from agent_operator.gateway.bodies import BODY_ERRORS, BodyReader, body_refusal
 from agent_operator.gateway.budget import reservation_usd
 from agent_operator.gateway.call import Call
 from agent_operator.gateway.config import Settings
+from agent_operator.gateway.dialects import dialect_for
 from agent_operator.gateway.endpoints import (
     BadPath,
     encode_path,
@@ -35,6 +36,7 @@ from agent_operator.gateway.endpoints import (
     route,
     upstream_path,
 )
+from agent_operator.gateway.guarding import SCAN_INLINE_MAX, Guard
 from agent_operator.gateway.resilience import (
     BREAKER_STATUSES,
     RETRY_STATUSES,
@@ -56,11 +58,12 @@ from agent_operator.gateway.wire import (
     REQUEST_ID,
     copy_headers,
     drop_set,
-    json_error,
     new_request_id,
 )
 
 _USAGE_OPTION_KINDS = frozenset({"chat", "completions"})  # where stream_options exists
+# model calls that can carry tool results (embeddings and legacy completions cannot)
+_SCREENED_KINDS = frozenset({"chat", "responses", "messages"})
 _AZURE_DEPLOYMENT = re.compile(r"/deployments/([^/]+)/")
 # identity: usage must be readable, and loopback/SSE gain nothing from gzip
 _REQUEST_DROP = drop_set(HOP_BY_HOP, AGENT_CREDENTIALS, ["accept-encoding"])
@@ -81,6 +84,7 @@ class Outbound:
         metrics: Metrics,
         log: JsonLog,
         session: aiohttp.ClientSession,
+        guard: Guard,
     ) -> None:
         self.settings = settings
         self.state = state
@@ -88,14 +92,12 @@ class Outbound:
         self.metrics = metrics
         self.log = log
         self.session = session
-        self.anthropic = settings.provider == "anthropic"
+        self.dialect = dialect_for(settings.provider)
+        self.guard = guard
+        self.screened_roles = settings.prompt_guard_outbound_roles
         self.base = URL(settings.upstream_url)
         self.origin = self.base.origin()
         self.upstream_label = self.origin.host or "upstream"
-        self.key_header = {"anthropic": "x-api-key", "azure-openai": "api-key"}.get(
-            settings.provider, "Authorization"
-        )
-        self.key_prefix = "Bearer " if self.key_header == "Authorization" else ""
         self.policy = RetryPolicy(
             settings.retry_attempts,
             settings.retry_backoff_min_seconds,
@@ -135,6 +137,8 @@ class Outbound:
         self.inflight.inc()
         try:
             refused = await self._admit(request, call)
+            if refused is None:
+                refused = await self._screen(call)
             if refused is None:
                 self.accountant.begin(call)
                 refused = await self._check_budget(call)
@@ -180,20 +184,17 @@ class Outbound:
                 call.body = body
         except BODY_ERRORS as exc:
             return body_refusal(
-                exc, anthropic=self.anthropic, headers={REQUEST_ID: call.request_id}
+                exc,
+                anthropic=self.dialect.anthropic_errors,
+                headers={REQUEST_ID: call.request_id},
             )
         return self._parse(call)
 
     def _refuse(
         self, call: Call, status: int, message: str, error_type: str, **extra: object
     ) -> web.Response:
-        return json_error(
-            status,
-            message,
-            error_type,
-            anthropic=self.anthropic,
-            headers={REQUEST_ID: call.request_id},
-            **extra,
+        return self.dialect.error(
+            status, message, error_type, headers={REQUEST_ID: call.request_id}, **extra
         )
 
     def _parse(self, call: Call) -> web.Response | None:
@@ -233,6 +234,40 @@ class Outbound:
                 call.strip_usage_chunk = True
                 call.body = _dumps(payload).encode()
         return None
+
+    async def _screen(self, call: Call) -> web.Response | None:
+        """Screen the tool results in a model call (indirect injection, fetched
+        text the agent passes on). Block answers 400 in the provider's error
+        shape naming the rule, and the provider never sees the call; flag
+        forwards it, counted and logged."""
+        if not self.guard.active or call.payload is None or call.kind not in _SCREENED_KINDS:
+            return None
+        texts = self.dialect.screened_texts(call.payload, self.screened_roles)
+        if not texts:
+            return None
+        if sum(map(len, texts)) > SCAN_INLINE_MAX:
+            result = await asyncio.to_thread(self.guard.scan, texts)
+        else:
+            result = self.guard.scan(texts)
+        if not result.flagged:
+            return None
+        rule = result.rule or "unknown"
+        self.metrics.guard.labels("outbound", self.guard.mode, rule).inc()
+        call.fields["guard_rule"] = rule
+        call.fields["guard_score"] = round(result.score, 3)
+        if self.guard.mode != "block":
+            call.fields["guard_action"] = "flagged"
+            return None
+        call.fields["guard_action"] = "blocked"
+        return self.dialect.error(
+            400,
+            f"tool result blocked by the prompt guard (rule {rule}): "
+            "the call was not sent to the provider",
+            "prompt_guard_blocked",
+            # the same body would be blocked again: SDKs must not retry it
+            headers={"x-should-retry": "false", REQUEST_ID: call.request_id},
+            rule=rule,
+        )
 
     async def _check_budget(self, call: Call) -> web.Response | None:
         """Admitted with a hold, or 429 naming the limit (reject), or a rewritten
@@ -278,11 +313,10 @@ class Outbound:
             f"budget exhausted: the {limit.period} limit of {limit.max_usd:.6g} USD "
             f"is used up ({exhausted.spent_usd:.6g} USD spent in {exhausted.period_key})"
         )
-        return json_error(
+        return self.dialect.error(
             429,
             message,
             "budget_exhausted",
-            anthropic=self.anthropic,
             # the OpenAI and Anthropic SDKs honour this and do not retry
             headers={"x-should-retry": "false", REQUEST_ID: call.request_id},
             limit={"period": limit.period, "maxUSD": limit.max_usd},
@@ -293,13 +327,12 @@ class Outbound:
         """Send with retries, then stream the answer back to the agent."""
         key = call.snapshot.upstream_key
         if key is None:
-            return json_error(
-                503, "upstream key not loaded yet", "not_ready", anthropic=self.anthropic
-            )
+            return self.dialect.error(503, "upstream key not loaded yet", "not_ready")
         headers = copy_headers(request.headers, _REQUEST_DROP)
         if request.headers.get("Content-Encoding", "").lower() in DECODED_BY_SERVER:
             del headers["Content-Encoding"]  # call.body was decoded by the server
-        headers[self.key_header] = self.key_prefix + key.value
+        name, value = self.dialect.authorization(key.value)
+        headers[name] = value
         headers["Accept-Encoding"] = "identity"
         url = URL.build(
             scheme=self.base.scheme,
@@ -319,21 +352,19 @@ class Outbound:
         except BreakerOpen:
             self.metrics.breaker_rejections.labels(self.upstream_label).inc()
             wait = str(max(1, int(self.settings.breaker_open_seconds)))
-            return json_error(
+            return self.dialect.error(
                 503,
                 "upstream circuit breaker is open",
                 "circuit_open",
-                anthropic=self.anthropic,
                 headers={"Retry-After": wait, REQUEST_ID: call.request_id},
             )
         except UpstreamUnreachable as exc:
             status = 504 if exc.reason == "timeout" else 502
             call.fields["error"] = exc.reason
-            return json_error(
+            return self.dialect.error(
                 status,
                 f"upstream unreachable ({exc.reason})",
                 "upstream_unreachable",
-                anthropic=self.anthropic,
                 headers={REQUEST_ID: call.request_id},
             )
         meter = UsageMeter()

@@ -143,8 +143,8 @@ class Metrics:
         )
         self.guard = Counter(
             p + "prompt_guard_detections",
-            "Inbound bodies flagged by the prompt guard.",
-            ["mode", "rule"],
+            "Requests flagged by the prompt guard: inbound bodies, outbound tool results.",
+            ["door", "mode", "rule"],
             registry=r,
         )
         self.reloads = Counter(
