@@ -192,15 +192,14 @@ class RecordingUpstream(FakeUpstream):
         self.raw_targets: list[str] = []
         self.redirect: tuple[int, str] | None = None  # (status, Location)
 
-    def _record(self, request: web.Request, payload: Any) -> None:
+    def _record(self, request: web.Request, payload: Any, raw: bytes) -> None:
         self.raw_targets.append(request.raw_path)
-        super()._record(request, payload)
+        super()._record(request, payload, raw)
 
     async def _api(self, request: web.Request) -> web.StreamResponse:
         if self.redirect is None:
             return await super()._api(request)
-        await request.read()
-        self._record(request, None)
+        self._record(request, None, await request.read())
         status, location = self.redirect
         body = json.dumps({"moved": location}).encode()
         return web.Response(
