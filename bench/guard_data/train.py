@@ -4,9 +4,11 @@
     python bench/guard_data/train.py   # writes operator/agent_operator/guard/model.json
     python bench/guard_data/train.py --check   # compare with the shipped file
 
-Features are the distinct word unigrams and bigrams of the guard's normalised
-``words`` view (``agent_operator.guard.model.feature_names``), kept when they
-occur in at least ``MIN_GROUPS`` template groups of dev (a word seen in one
+Training data: the dev rows of ``attacks.jsonl`` (label 1), ``benign.jsonl``
+and ``near_miss.jsonl`` (label 0). Features are the distinct word unigrams
+and bigrams of the guard's normalised ``words`` view
+(``agent_operator.guard.model.feature_names``), kept when they occur in at
+least ``MIN_GROUPS`` template groups of dev (a word seen in one
 template only says nothing about unseen templates). The model is an
 L2-regularised logistic regression (liblinear, fixed seed: deterministic);
 weights below ``PRUNE`` in magnitude are dropped, which keeps the file small.
@@ -50,7 +52,9 @@ MIN_GROUPS = 2
 C_GRID = (0.25, 0.5, 1.0, 2.0)
 PRUNE = 0.02
 FOLDS = 5
-MAX_CV_FP = 0.005
+# The model's share of false positives: 0.3 % out of fold, so that rules plus
+# model stay under the 1 % target (0.5 % while the target was 2 %).
+MAX_CV_FP = 0.003
 # Benign samples weigh more: a false positive blocks a real user.
 BENIGN_WEIGHT = 2.0
 DIGITS = 4
@@ -60,9 +64,14 @@ VETO_MARGIN = 0.5
 
 
 def load_dev() -> list[dict[str, Any]]:
-    """Dev rows of both files, label 1 for attacks, in file order."""
+    """Dev rows of the three files, label 1 for attacks, in file order.
+
+    The near-miss set's dev texts (``near_miss.jsonl``) are benign training
+    data like the others; its held-out texts, as every held-out text, are
+    never read.
+    """
     rows = []
-    for name, label in (("attacks", 1), ("benign", 0)):
+    for name, label in (("attacks", 1), ("benign", 0), ("near_miss", 0)):
         with (DATA / f"{name}.jsonl").open(encoding="utf-8") as f:
             for line in f:
                 row = json.loads(line)

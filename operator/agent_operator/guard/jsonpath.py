@@ -42,21 +42,36 @@ def parse_path(path: str) -> tuple[Step, ...]:
 
 def iter_strings(node: object) -> Iterator[str]:
     """Every string value below ``node``, and every distinct object key: an
-    agent that puts the JSON itself into a prompt shows the model its keys too."""
+    agent that puts the JSON itself into a prompt shows the model its keys too.
+
+    In no particular order (scanning does not depend on it). The values of
+    each object and array are filtered by type inside ``filter``, so a body
+    of 100,000 strings costs no Python step per string.
+    """
     stack = [node]
     keys: set[str] = set()
+    strings: list[str] = []
     while stack:
         item = stack.pop()
-        if isinstance(item, str):
-            yield item
-        elif isinstance(item, dict):
-            for key in item:
-                if key not in keys:  # "role", "content" once per body, not per message
-                    keys.add(key)
-                    yield key
-            stack.extend(reversed(list(item.values())))
+        if isinstance(item, dict):
+            keys.update(item)  # "role", "content" once per body, not per message
+            values = list(item.values())
         elif isinstance(item, list):
-            stack.extend(reversed(item))
+            values = item
+        else:
+            if isinstance(item, str):
+                strings.append(item)
+            continue
+        strings.extend(filter(_is_str, values))
+        stack.extend(filter(_is_dict, values))
+        stack.extend(filter(_is_list, values))
+    yield from strings
+    yield from keys
+
+
+_is_str = str.__instancecheck__
+_is_dict = dict.__instancecheck__
+_is_list = list.__instancecheck__
 
 
 def _select(node: object, steps: tuple[Step, ...]) -> Iterator[object]:

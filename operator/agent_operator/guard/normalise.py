@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import re2
 
 from agent_operator.guard.confusables import CONFUSABLES
 
@@ -26,7 +29,6 @@ from agent_operator.guard.confusables import CONFUSABLES
 # and the bidi controls: invisible, so an attacker can split words with them.
 _INVISIBLE = "\u00ad\u180e\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064\ufeff"
 _BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-_STRIP = str.maketrans(dict.fromkeys(_INVISIBLE + _BIDI))
 _HIDDEN = re.compile("[" + _INVISIBLE + _BIDI + "]")
 # Zero-width characters that have no business inside ordinary words (ZWJ/ZWNJ
 # do: emoji sequences, Persian, Indic scripts).
@@ -55,14 +57,27 @@ _WORDS_BYTES = bytes(
 # two spaces apart) keeps its word boundary.
 _SPACED = re.compile(r"(?<!\w)\w(?: \w){2,}(?!\w)")
 _SINGLE_LETTERS = frozenset("bcdfghjklmnopqrstuvwxyz")
-# Tokens holding at least one look-alike letter: the only ones worth folding.
-# Anchored at word starts, so a long word costs one pass, not one per offset.
-_CONFUSABLE_TOKEN = re.compile(
-    "(?<!\\w)\\w*[" + re.escape("".join(chr(c) for c in CONFUSABLES)) + "]\\w*"
+# _SPACED for ASCII text as UTF-8, in RE2 (one pass): on ASCII, RE2's \b
+# and Python's lookarounds for \w agree.
+_SPACED_ASCII = re2.compile(rb"\b[0-9A-Za-z_](?: [0-9A-Za-z_]){2,}\b")
+# The look-alike letters that fold to something else (CONFUSABLES maps "I",
+# the upper case of dotless i, to itself).
+_FOLDS = {chr(c): v for c, v in CONFUSABLES.items() if chr(c) != v}
+_K = re.escape("".join(sorted(_FOLDS)))
+_CONFUSABLE_CHAR = re.compile(f"[{_K}]")
+# Words (maximal runs of \w) that keep their script in mostly-Latin text:
+# no Latin letter, a look-alike and a letter that is neither ASCII nor a
+# look-alike (Russian "пожалуйста"). The first character is consumed before
+# any test, so that re skips to candidates in C; every test runs
+# possessively from there, so a word costs one pass.
+_FOREIGN_WORD = re.compile(
+    f"[^\\Wa-zA-Z](?<!\\w[^\\Wa-zA-Z])(?=[^\\Wa-zA-Z]*+(?!\\w))"
+    f"(?:(?<=[{_K}])|(?=[^\\W{_K}]*+[{_K}]))"
+    f"(?:(?<=[^\\W0-9a-zA-Z_{_K}])|(?=[0-9a-zA-Z_{_K}]*+[^\\W0-9a-zA-Z_{_K}]))\\w*+"
 )
-_CONFUSABLE_CHAR = re.compile("[" + re.escape("".join(chr(c) for c in CONFUSABLES)) + "]")
+# Elsewhere, words that mix a Latin letter and a look-alike: folded.
+_MIXED_WORD = re.compile(f"(?<!\\w)(?=[^\\W{_K}]*+[{_K}])(?=[^\\Wa-zA-Z]*+[a-zA-Z])\\w++")
 _TAG_CHAR = re.compile("[\U000e0000-\U000e007f]")
-_LATIN = re.compile(r"[a-zA-Z]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,23 +98,31 @@ def _fold_homoglyphs(text: str) -> tuple[str, bool]:
     folded. A token made only of look-alikes (Cyrillic "pop") is folded only in
     mostly-Latin text: in Russian or Greek prose it is a real word.
     """
+    if len(text.encode("ascii", "ignore")) * 2 > len(text):
+        # Mostly Latin: nearly every word with a look-alike is folded, so
+        # fold the whole text and put back the few foreign words (each
+        # look-alike is one character, so offsets agree). One replace per
+        # look-alike present: str.translate costs a dict lookup per character.
+        folded = text
+        for char, latin in _FOLDS.items():
+            if char in folded:
+                folded = folded.replace(char, latin)
+        pieces: list[str] = []
+        end = 0
+        for match in _FOREIGN_WORD.finditer(text):
+            pieces += (folded[end : match.start()], match.group())
+            end = match.end()
+        if pieces:
+            folded = "".join(pieces) + folded[end:]
+        return folded, folded != text
     found = False
-    latin_text = len(text.encode("ascii", "ignore")) * 2 > len(text)
 
     def fold(match: re.Match[str]) -> str:
         nonlocal found
-        token = match.group()
-        if token.isascii():
-            return token
-        folded = token.translate(CONFUSABLES)
-        if folded == token:
-            return token
-        if _LATIN.search(token) or (latin_text and folded.isascii()):
-            found = True
-            return folded
-        return token
+        found = True
+        return match.group().translate(CONFUSABLES)
 
-    return _CONFUSABLE_TOKEN.sub(fold, text), found
+    return _MIXED_WORD.sub(fold, text), found
 
 
 def _unicode_text(raw: str) -> tuple[str, str, list[str]]:
@@ -109,12 +132,15 @@ def _unicode_text(raw: str) -> tuple[str, str, list[str]]:
         signals.append("tag-characters")
         text = text.translate(_TAGS)
     if _HIDDEN.search(text):
-        chars = set(text)
-        if chars & _SUSPICIOUS_INVISIBLE:
+        # A containment test and a replace per hidden character: C loops,
+        # unlike set(text) and str.translate, which cost a lookup per char.
+        hidden = [c for c in _INVISIBLE + _BIDI if c in text]
+        if _SUSPICIOUS_INVISIBLE.intersection(hidden):
             signals.append("invisible-characters")
-        if chars & _BIDI_SET:
+        if _BIDI_SET.intersection(hidden):
             signals.append("bidi-controls")
-        text = text.translate(_STRIP)
+        for char in hidden:
+            text = text.replace(char, "")
     cased = unicodedata.normalize("NFKC", text)
     if not cased.isascii() and _CONFUSABLE_CHAR.search(cased):
         cased, mixed = _fold_homoglyphs(cased)
@@ -150,3 +176,20 @@ def normalise(raw: str) -> Views:
             tokens = joined.split()
             words = " ".join(tokens)
     return Views(raw=cased, text=text, words=words, tokens=tokens, signals=tuple(signals))
+
+
+def ascii_words(texts: Sequence[str], separator: str) -> list[str] | None:
+    """The ``tokens`` views of ASCII ``texts`` in one list, each text's
+    tokens followed by the token ``separator`` (a non-ASCII character);
+    None when normalising any of them might find spaced-out letters (then
+    their views are not plain).
+
+    For the many short strings of a JSON body: each step is one C call over
+    all of them, not one Python call per string.
+    """
+    # lower() and the byte table act character by character, and the
+    # separator is no word character: no spaced-out run crosses it.
+    spaced = f" {separator} ".join(texts).lower().encode("utf-8").translate(_WORDS_BYTES)
+    if _SPACED_ASCII.search(spaced) is not None:
+        return None
+    return spaced.decode("utf-8").split()
