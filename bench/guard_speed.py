@@ -7,10 +7,11 @@ Builds deterministic adversarial inputs of about 64 KB and 1 MB (homoglyphs
 in every word, zero-width characters between letters, long base64, deeply
 nested and very wide JSON, tag characters, full-width forms, spaced
 letters, leetspeak, percent and backslash escapes, one token with no spaces,
-CJK, mixed scripts), times one ``PromptGuard().scan(text)`` (or
-``.scan_json(obj)``) call on each, best of ``--rounds``, and prints the
-throughput in MB/s (1 MB = 10**6 bytes of UTF-8 input; for JSON, of the
-body as the gateway receives it). Writes bench/results/guard_speed.json.
+CJK, mixed scripts, repeated trigger words and delimiters, fake chat turns),
+times one ``PromptGuard().scan(text)`` (or ``.scan_json(obj)``) call on
+each, best of ``--rounds``, and prints the throughput in MB/s (1 MB = 10**6
+bytes of UTF-8 input; for JSON, of the body as the gateway receives it).
+Writes bench/results/guard_speed.json.
 """
 
 from __future__ import annotations
@@ -161,6 +162,34 @@ def adversarial_inputs() -> dict[str, str | object]:
         inputs[f"cjk-{tag}"] = _fill(_CJK, size)
         inputs[f"mixed-scripts-{tag}"] = _fill(_MIXED, size)
         inputs[f"json-deep-{tag}"] = _deep_json(size)
+        # Shapes that make backtracking regexes explode (repeated trigger
+        # words, runs of delimiters, fake turns) and other worst cases.
+        inputs[f"repeated-trigger-{tag}"] = _fill("ignore ", size)
+        inputs[f"repeated-filler-{tag}"] = _fill("ignore all the the the ", size)
+        inputs[f"repeated-condition-{tag}"] = _fill("if you are asked ", size)
+        inputs[f"single-letters-{tag}"] = _fill("a ", size)
+        inputs[f"delimiters-{tag}"] = _fill("<|", size)
+        inputs[f"fake-turns-{tag}"] = _fill("User: hi\nAssistant: hello\n", size)
+        inputs[f"one-letter-run-{tag}"] = "A" * size
+        inputs[f"base64-run-{tag}"] = _fill("QUJD", size)
+        inputs[f"percent-run-{tag}"] = _fill("%41", size)
+        # Flagged, quoted and worded like an advisory: judged twice (the
+        # second time with its quotes blanked out, guard/quoting.py).
+        inputs[f"quoted-discussion-{tag}"] = _fill(
+            f'An attacker writes "{ATTACK.strip()[:60]}" for example. ', size
+        )
+        # Thousands of distinct strings that each hold a rule keyword: none
+        # can be batched as plain text.
+        inputs[f"json-wide-keywords-{tag}"] = [
+            f"{BENIGN} {n}" for n in range(size // (len(BENIGN) + 8))
+        ]
+        # A tool result that is a JSON document written as text, in a body:
+        # parsed and its strings scanned too.
+        inputs[f"embedded-json-{tag}"] = [
+            json.dumps({"results": [f"{BENIGN} {n}" for n in range(size // (len(BENIGN) + 8))]})
+        ]
+        inputs[f"long-word-cyrillic-{tag}"] = "a" * size + " \u0430"
+        inputs[f"cyrillic-words-{tag}"] = _fill("Привет ", size)
     inputs["json-wide-object"] = _wide_object()
     inputs["json-wide-array"] = _wide_array()
     return inputs

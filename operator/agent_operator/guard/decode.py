@@ -20,6 +20,8 @@ from urllib.parse import unquote
 
 import re2
 
+from agent_operator.guard.normalise import well_formed
+
 _MIN_B64 = 16
 _B64 = re.compile(r"[A-Za-z0-9+/\-_]{16,}={0,2}")
 # RE2, not re: the same leftmost-first matches (the pattern is plain
@@ -112,11 +114,14 @@ def _unquote(raw: str) -> str:
 
 
 def _unescape(raw: str) -> str:
-    """``raw`` with every ``\\uXXXX`` and ``\\xXX`` escape decoded."""
+    """``raw`` with every ``\\uXXXX`` and ``\\xXX`` escape decoded, then
+    made well-formed (escaped surrogate pairs, as ``json.dumps`` writes
+    emoji and tag characters, become the characters they stand for)."""
     # Backslashes that start no such escape are doubled, characters beyond
     # Latin-1 become escapes themselves; the codec then undoes all of it.
     doubled = _LONE_BACKSLASH.sub(r"\\\\", raw)
-    return codecs.decode(doubled.encode("latin-1", "backslashreplace"), "unicode_escape")
+    decoded = codecs.decode(doubled.encode("latin-1", "backslashreplace"), "unicode_escape")
+    return well_formed(decoded)
 
 
 def _hex_payloads(raw: str) -> Iterator[str]:

@@ -8,10 +8,15 @@ lands on an object or array contributes every string below it (chat message
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Sequence
 
 _STEP = re.compile(r"\[(\*|-?\d+)\]|\.?([^.\[\]]+)")
+# A JSON document inside a string is parsed up to this size; a larger one is
+# scanned as written only (still scanned, escapes and all).
+EMBEDDED_MAX_CHARS = 4 * 1024 * 1024
+_DOCUMENT_START = re.compile(r"\s*[\[{]")
 
 Step = str | int | None  # key, index, or None for [*]
 
@@ -102,3 +107,20 @@ def collect(body: object, paths: Sequence[tuple[Step, ...]] | None) -> list[str]
         for node in _select(body, steps):
             out.extend(iter_strings(node))
     return out
+
+
+def embedded_strings(text: str) -> list[str]:
+    """The strings of the JSON object or array that ``text`` is, else [].
+
+    Tools return JSON as text, so a tool result often is a JSON document
+    inside a JSON string: the model reads its escapes decoded (``\\n`` as
+    a line break, ``\\"`` as a quote, ``\\u0069`` as ``i``), and the
+    guard scans those strings as well as the text as written.
+    """
+    if len(text) > EMBEDDED_MAX_CHARS or not _DOCUMENT_START.match(text):
+        return []
+    try:
+        document = json.loads(text)
+    except (ValueError, RecursionError):
+        return []
+    return list(iter_strings(document)) if isinstance(document, dict | list) else []

@@ -65,19 +65,31 @@ _SPACED_ASCII = re2.compile(rb"\b[0-9A-Za-z_](?: [0-9A-Za-z_]){2,}\b")
 _FOLDS = {chr(c): v for c, v in CONFUSABLES.items() if chr(c) != v}
 _K = re.escape("".join(sorted(_FOLDS)))
 _CONFUSABLE_CHAR = re.compile(f"[{_K}]")
-# Words (maximal runs of \w) that keep their script in mostly-Latin text:
-# no Latin letter, a look-alike and a letter that is neither ASCII nor a
-# look-alike (Russian "пожалуйста"). The first character is consumed before
-# any test, so that re skips to candidates in C; every test runs
-# possessively from there, so a word costs one pass.
-_FOREIGN_WORD = re.compile(
-    f"[^\\Wa-zA-Z](?<!\\w[^\\Wa-zA-Z])(?=[^\\Wa-zA-Z]*+(?!\\w))"
-    f"(?:(?<=[{_K}])|(?=[^\\W{_K}]*+[{_K}]))"
-    f"(?:(?<=[^\\W0-9a-zA-Z_{_K}])|(?=[0-9a-zA-Z_{_K}]*+[^\\W0-9a-zA-Z_{_K}]))\\w*+"
+# Runs of consecutive words (maximal runs of \w) that have a letter but no
+# Latin one ("все промпт", "Привет"), with what lies between them (spaces,
+# punctuation, numbers; a word's leading digits count as the gap). Since a
+# run is maximal, the words before and after it are Latin or missing. The
+# first character is consumed before any test, so that re skips to
+# candidates in C; every test is possessive, so a run costs one pass.
+_RUN_WORD = r"[^\W\d_a-zA-Z][^\Wa-zA-Z]*+(?!\w)"  # from its first letter
+# A run of one word that needs no putting back after folding, tested after
+# its first character: an island in Latin text (look-alikes only, digits
+# allowed: "say" in Cyrillic letters, a lone Cyrillic "a") or a word without
+# look-alikes ("漢字").
+_LONE_WORD = (
+    f"(?:(?:(?<=[{_K}])|(?<=[\\d_])[\\d_]*+[{_K}])[{_K}\\d_]*+|(?<![{_K}])[^\\W{_K}a-zA-Z]*+)"
+    r"(?!\w)(?=[\W\d_]*+(?:\Z|[^\Wa-zA-Z]*+[a-zA-Z]))"
 )
-# Elsewhere, words that mix a Latin letter and a look-alike: folded.
-_MIXED_WORD = re.compile(f"(?<!\\w)(?=[^\\W{_K}]*+[{_K}])(?=[^\\Wa-zA-Z]*+[a-zA-Z])\\w++")
+# Runs to put back: all but those lone words.
+_RUN = re.compile(
+    rf"[^\Wa-zA-Z](?<!\w[^\Wa-zA-Z])(?!{_LONE_WORD})"
+    rf"(?:(?<=[^\W\d_])[^\Wa-zA-Z]*+(?!\w)|[\d_]*+{_RUN_WORD})(?:[\W\d_]*+{_RUN_WORD})*+"
+)
+_LATIN_LETTER = re.compile("[a-zA-Z]")
 _TAG_CHAR = re.compile("[\U000e0000-\U000e007f]")
+# UTF-16 surrogates: a str may hold them (json.loads of "\\ud83d", escapes
+# decoded one by one), UTF-8 and so RE2 and the byte tables cannot.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,38 +103,49 @@ class Views:
     signals: tuple[str, ...]
 
 
+def well_formed(text: str) -> str:
+    """``text`` with each surrogate pair combined into its character
+    (``"\\ud83d\\ude00"`` into the emoji) and each lone surrogate replaced
+    by U+FFFD, so that it encodes to UTF-8."""
+    if _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
 def _fold_homoglyphs(text: str) -> tuple[str, bool]:
-    """Map look-alike letters to Latin inside mixed-script tokens.
+    """Map look-alike letters to Latin where they stand for Latin letters.
 
-    A token that mixes scripts ("ignore" spelt with Cyrillic i, o, e) is
-    folded. A token made only of look-alikes (Cyrillic "pop") is folded only in
-    mostly-Latin text: in Russian or Greek prose it is a real word.
+    Folded: a word that mixes Latin letters and look-alikes ("ignore" spelt
+    with Cyrillic i, o, e), and a word of look-alikes only ("say" spelt with
+    Cyrillic s, a, y; a lone Cyrillic "a") that is an island in Latin text:
+    its nearest words with letters before and after are Latin (a missing one
+    at either end of the text agrees with the other). Kept: a word with a
+    letter that has no Latin look-alike (Russian "пожалуйста"), and a word of
+    look-alikes next to a non-Latin word, a real word of its script (Russian
+    "все промпт", Greek "ένα κείμενο"), in Russian prose as in English JSON.
     """
-    if len(text.encode("ascii", "ignore")) * 2 > len(text):
-        # Mostly Latin: nearly every word with a look-alike is folded, so
-        # fold the whole text and put back the few foreign words (each
-        # look-alike is one character, so offsets agree). One replace per
-        # look-alike present: str.translate costs a dict lookup per character.
-        folded = text
-        for char, latin in _FOLDS.items():
-            if char in folded:
-                folded = folded.replace(char, latin)
-        pieces: list[str] = []
-        end = 0
-        for match in _FOREIGN_WORD.finditer(text):
-            pieces += (folded[end : match.start()], match.group())
-            end = match.end()
-        if pieces:
-            folded = "".join(pieces) + folded[end:]
-        return folded, folded != text
-    found = False
-
-    def fold(match: re.Match[str]) -> str:
-        nonlocal found
-        found = True
-        return match.group().translate(CONFUSABLES)
-
-    return _MIXED_WORD.sub(fold, text), found
+    if _LATIN_LETTER.search(text) is None:
+        # No Latin word: nothing is mixed, and no word is an island (the
+        # only word of a text has no neighbour to agree with; _RUN relies
+        # on this).
+        return text, False
+    # Fold the whole text, then put back the runs of non-Latin words that
+    # are no islands (each look-alike is one character, so offsets agree):
+    # Russian prose is one run. One replace per look-alike present:
+    # str.translate costs a dict lookup per character.
+    folded = text
+    for char, latin in _FOLDS.items():
+        if char in folded:
+            folded = folded.replace(char, latin)
+    pieces: list[str] = []
+    end = 0
+    for match in _RUN.finditer(text):
+        start, stop = match.span()
+        pieces += (folded[end:start], text[start:stop])
+        end = stop
+    if pieces:
+        folded = "".join(pieces) + folded[end:]
+    return folded, folded != text
 
 
 def _unicode_text(raw: str) -> tuple[str, str, list[str]]:
@@ -159,7 +182,7 @@ def normalise(raw: str) -> Views:
     if raw.isascii():
         cased, text = raw, raw.lower()
     else:
-        cased, text, signals = _unicode_text(raw)
+        cased, text, signals = _unicode_text(well_formed(raw))
     spaced = text.encode("utf-8").translate(_WORDS_BYTES).decode("utf-8")
     if not spaced.isascii() and _UNI_PUNCT.search(spaced):
         spaced = _UNI_PUNCT.sub(" ", spaced)
