@@ -55,7 +55,7 @@ class Stack:
         status, body, _ = await post(
             self.gateway.inbound + "/chat",
             {
-                "question": "What does this page say about revenue?",
+                "question": "Summarise this page for me.",
                 "url": self.page_url,
                 "stream": stream,
             },
