@@ -14,7 +14,7 @@ near-miss texts, each for two placements of the text:
   (system, user, assistant with ``tool_calls``, ``role: tool``), as the text
   itself for even-numbered samples and as ``{"status": "ok", "result": text}``
   JSON for odd ones; what is scanned is what the gateway's OpenAI dialect
-  screens (``dialect_for("openai").screened_texts(body, frozenset())``).
+  screens (``dialect_for("openai").screened_parts(body, frozenset())``).
 
 By default only the dev split is evaluated (tuning mode); held-out figures
 are never printed. ``--final`` evaluates the frozen held-out split instead
@@ -105,7 +105,7 @@ def screen(guard: PromptGuard, row: dict[str, Any], placement: str) -> Verdict:
     if placement == "inbound":
         return guard.scan_json(inbound_body(row["text"]))
     body = outbound_body(row["text"], row["index"])
-    return guard.scan_json(OPENAI.screened_texts(body, frozenset()))
+    return guard.scan_json(OPENAI.screened_parts(body, frozenset()))
 
 
 def _rate(flagged: int, total: int, errors: int = 0) -> dict[str, Any]:

@@ -53,21 +53,22 @@ class Dialect:
             status, message, error_type, anthropic=self.anthropic_errors, headers=headers, **extra
         )
 
-    def screened_texts(self, payload: Mapping[str, Any], roles: frozenset[str]) -> list[str]:
-        """The strings of `payload` the outbound guard screens: every tool or
+    def screened_parts(self, payload: Mapping[str, Any], roles: frozenset[str]) -> list[object]:
+        """The parts of `payload` the outbound guard screens: every tool or
         function result, and the content of messages whose role is in `roles`.
 
-        Everything under such a part is taken (any nesting, any block type),
-        so an odd shape is screened rather than skipped.
+        Each part is taken whole (any nesting, any block type; the guard
+        scans every string below it), so an odd shape is screened rather
+        than skipped.
         """
-        texts: list[str] = []
+        parts: list[object] = []
         seen: set[int] = set()  # a part two readers both find is screened once
         for read in self.readers:
             for part in read(payload, roles):
-                if id(part) not in seen:
+                if part is not None and id(part) not in seen:
                     seen.add(id(part))
-                    texts.extend(_strings(part))
-        return texts
+                    parts.append(part)
+        return parts
 
 
 def _chat_messages(payload: Mapping[str, Any], roles: frozenset[str]) -> Iterator[object]:
@@ -118,19 +119,6 @@ def _dicts(value: object) -> Iterator[Mapping[str, Any]]:
         for item in value:
             if isinstance(item, dict):
                 yield item
-
-
-def _strings(value: object) -> Iterator[str]:
-    # Iterative: a deeply nested body must not cost a RecursionError.
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            yield item
-        elif isinstance(item, dict):
-            stack.extend(reversed(list(item.values())))
-        elif isinstance(item, list):
-            stack.extend(reversed(item))
 
 
 _OPENAI_SHAPES = (_chat_messages, _responses_input)

@@ -20,27 +20,27 @@ class GuardResult:
 class Guard:
     """Mode `block`, `flag` or `off`; the detector is imported only when used."""
 
-    def __init__(self, mode: str, extra_patterns: tuple[str, ...] = ()) -> None:
+    def __init__(self, mode: str, extra_patterns: tuple[str, ...] = (), *, detector: Any = None):
+        """`detector` shares another door's compiled PromptGuard (then
+        `extra_patterns` are that one's)."""
         self.mode = mode
         self._guard: Any = None
         if mode != "off":
-            from agent_operator.guard import PromptGuard
+            if detector is None:
+                from agent_operator.guard import PromptGuard
 
-            self._guard = PromptGuard(extra_patterns=extra_patterns)
+                detector = PromptGuard(extra_patterns=extra_patterns)
+            self._guard = detector
 
     def for_mode(self, mode: str, extra_patterns: tuple[str, ...] = ()) -> Guard:
-        """A guard in `mode` sharing this one's compiled detector (the other door's)."""
-        if self._guard is None or mode == "off":
-            return Guard(mode, extra_patterns)
-        other = Guard("off")
-        other.mode, other._guard = mode, self._guard
-        return other
+        """A guard in `mode` sharing this one's detector when it has one."""
+        return Guard(mode, extra_patterns, detector=self._guard)
 
     @property
     def active(self) -> bool:
         return self._guard is not None
 
     def scan(self, payload: Any) -> GuardResult:
-        """Scan the strings of a decoded JSON body."""
+        """Scan the strings of a decoded JSON body (or a list of parts of one)."""
         verdict = self._guard.scan_json(payload)
         return GuardResult(bool(verdict.flagged), verdict.rule, float(verdict.score))

@@ -242,13 +242,13 @@ class Outbound:
         forwards it, counted and logged."""
         if not self.guard.active or call.payload is None or call.kind not in _SCREENED_KINDS:
             return None
-        texts = self.dialect.screened_texts(call.payload, self.screened_roles)
-        if not texts:
+        parts = self.dialect.screened_parts(call.payload, self.screened_roles)
+        if not parts:
             return None
-        if sum(map(len, texts)) > SCAN_INLINE_MAX:
-            result = await asyncio.to_thread(self.guard.scan, texts)
+        if len(call.body) > SCAN_INLINE_MAX:
+            result = await asyncio.to_thread(self.guard.scan, parts)
         else:
-            result = self.guard.scan(texts)
+            result = self.guard.scan(parts)
         if not result.flagged:
             return None
         rule = result.rule or "unknown"
